@@ -1,0 +1,23 @@
+# Every target installs what it needs first (idempotent: seconds once done).
+PY := .venv/bin/python
+DATA := data/synthetic_voc
+
+.PHONY: install data demo test clean
+
+install:
+	bash tools/install.sh
+
+$(DATA)/.complete: | install
+	$(PY) tools/dataset_converters/make_synthetic_voc.py --out $(DATA) --num-train 400 --num-val 100 --seed 0
+	touch $@
+
+data: install $(DATA)/.complete
+
+demo: install data
+	bash tools/demo.sh
+
+test: install
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf work_dirs outputs

@@ -1,0 +1,15 @@
+"""fastsnn-mm: Fast-SNN (quantized ANN -> spiking network) for OpenMMLab.
+
+Importing the package registers every module (``custom_imports`` needs only
+``'fastsnn_mm'``) and makes mmengine load checkpoints safely under torch>=2.6.
+"""
+from .utils import safe_checkpoint as _safe_checkpoint
+
+_safe_checkpoint.install()
+
+from .registry import register_all_modules  # noqa: E402
+from .quantization import *  # noqa: F401,F403,E402
+from .quantization import __all__ as _quant_all  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = ['register_all_modules', '__version__'] + list(_quant_all)

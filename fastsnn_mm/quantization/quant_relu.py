@@ -1,0 +1,76 @@
+"""b-bit quantized ReLU with a learnable clip (the QANN activation).
+
+q(x) = alpha * round(clamp(x / alpha, 0, 1) * L) / L,  L = 2^b - 1
+
+Rounding is half-up (floor(y + 0.5)): it is what an integrate-and-fire
+neuron with membrane start theta/2 computes, so spike counts equal QANN
+levels exactly, ties included. Gradients (PACT / APoT):
+  d q / d x     = 1 inside [0, alpha], 0 outside (straight-through);
+  d q / d alpha = (q - x) / alpha inside, 1 above alpha, 0 below zero.
+"""
+import torch
+from torch import nn
+
+from ..registry import MODELS
+
+
+def check_bits(bits) -> int:
+    """Validate an activation/weight bit width (an int in 1..8)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ValueError(
+            f'bits must be an integer in 1..8 (Fast-SNN uses 2, 3 or 4), '
+            f'got {bits!r}')
+    return bits
+
+
+class _QuantReLUFn(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, alpha, levels: int):
+        a = alpha.abs().clamp_min(1e-8)
+        y = torch.clamp(x / a, 0, 1)
+        q = torch.floor(y * levels + 0.5) * (a / levels)
+        ctx.save_for_backward(x, a, q)
+        return q
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, a, q = ctx.saved_tensors
+        inside = (x >= 0) & (x <= a)
+        above = x > a
+        grad_x = grad_out * inside.to(grad_out.dtype)
+        d_alpha = torch.where(inside, (q - x) / a,
+                              above.to(grad_out.dtype))
+        grad_alpha = (grad_out * d_alpha).sum().reshape(a.shape)
+        return grad_x, grad_alpha, None
+
+
+@MODELS.register_module()
+class QuantReLU(nn.Module):
+    """ReLU quantized to ``2**bits - 1`` uniform levels in [0, alpha].
+
+    Args:
+        bits (int): activation bits, 1..8.
+        alpha (float): initial clip value (learnable, one per layer).
+        inplace (bool): accepted for ``ConvModule(act_cfg=...)``; ignored.
+    """
+
+    def __init__(self, bits: int = 3, alpha: float = 4.0, inplace: bool = False):
+        super().__init__()
+        self.bits = check_bits(bits)
+        if not alpha > 0:
+            raise ValueError(f'QuantReLU alpha must be positive, got {alpha!r}')
+        self.alpha = nn.Parameter(torch.tensor([float(alpha)]))
+
+    @property
+    def levels(self) -> int:
+        return 2 ** self.bits - 1
+
+    def set_bits(self, bits: int) -> None:
+        self.bits = check_bits(bits)
+
+    def forward(self, x):
+        return _QuantReLUFn.apply(x, self.alpha, self.levels)
+
+    def extra_repr(self):
+        return f'bits={self.bits}, alpha={self.alpha.item():.4g}'
