@@ -10,6 +10,10 @@ _safe_checkpoint.install()
 from .registry import register_all_modules  # noqa: E402
 from .quantization import *  # noqa: F401,F403,E402
 from .quantization import __all__ as _quant_all  # noqa: E402
+from .spiking import *  # noqa: F401,F403,E402
+from .spiking import __all__ as _spiking_all  # noqa: E402
+from . import datasets, engine, models  # noqa: F401,E402
 
 __version__ = '0.1.0'
-__all__ = ['register_all_modules', '__version__'] + list(_quant_all)
+__all__ = (['register_all_modules', '__version__'] + list(_quant_all) +
+           list(_spiking_all))

@@ -1,1 +1,12 @@
+"""How a converted SNN behaves layer by layer: firing rates, spike counts
+against the QANN levels, synaptic operations, energy, plots and reports."""
+from .energy import E_AC_PJ, E_MAC_PJ, layer_macs, synops_table
+from .layer_stats import collect_layer_stats, default_timesteps, path_of
+from .plots import plot_firing_rates, plot_metric_vs_timesteps, plot_mismatch
+from .report import md_table, write_report
 
+__all__ = [
+    'collect_layer_stats', 'default_timesteps', 'path_of', 'layer_macs',
+    'synops_table', 'E_MAC_PJ', 'E_AC_PJ', 'plot_metric_vs_timesteps',
+    'plot_firing_rates', 'plot_mismatch', 'md_table', 'write_report'
+]

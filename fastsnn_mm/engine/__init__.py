@@ -1,1 +1,2 @@
-
+"""Training-time pieces: hooks and loops."""
+from .hooks import *  # noqa: F401,F403

@@ -72,5 +72,12 @@ class QuantReLU(nn.Module):
     def forward(self, x):
         return _QuantReLUFn.apply(x, self.alpha, self.levels)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # an SNN checkpoint stores the same clip as its neurons' threshold
+        theta = state_dict.pop(prefix + 'theta', None)
+        if theta is not None and prefix + 'alpha' not in state_dict:
+            state_dict[prefix + 'alpha'] = theta.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self):
         return f'bits={self.bits}, alpha={self.alpha.item():.4g}'

@@ -37,8 +37,27 @@ def _numpy_globals():
     return found
 
 
+_STATISTICS = {'min', 'max', 'current', 'mean'}
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling.
+
+    A HistoryBuffer pickles its statistics table, whose values are methods
+    such as ``HistoryBuffer.min``; pickle refers to them as
+    ``getattr(HistoryBuffer, 'min')``. Only that lookup is allowed.
+    """
+    allowed = _STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr({obj!r}, {name!r})')
+
+
 ALLOWED_GLOBALS = [HistoryBuffer, collections.OrderedDict,
-                   collections.defaultdict] + _numpy_globals()
+                   collections.defaultdict,
+                   (_history_buffer_getattr, 'builtins.getattr')
+                   ] + _numpy_globals()
 
 
 def load_checkpoint_file(filename, map_location=None):

@@ -1,1 +1,5 @@
+"""Backbones that convert to SNNs as they are (no max-pool, QuantReLU)."""
+from .qresnet import QBasicBlock, QResNet
+from .qvgg import QVGG
 
+__all__ = ['QResNet', 'QBasicBlock', 'QVGG']

@@ -1,1 +1,3 @@
+from .snn_image_classifier import FastSNNImageClassifier
 
+__all__ = ['FastSNNImageClassifier']

@@ -1,1 +1,3 @@
+from .snn_single_stage import FastSNNSingleStageDetector
 
+__all__ = ['FastSNNSingleStageDetector']

@@ -1,1 +1,3 @@
+from .snn_encoder_decoder import FastSNNEncoderDecoder
 
+__all__ = ['FastSNNEncoderDecoder']

@@ -1,0 +1,139 @@
+"""SNN cost against its QANN, measured side by side in one run.
+
+1. Time: wall(SNN folded, T) / (T x wall(QANN)) on the same batch. Below 1.0
+   means the SNN costs less than T QANN passes: the layers before the first
+   neuron see the same input at every step and run once.
+2. Memory: peak memory of streaming-mode SNN inference / QANN inference, at
+   T=15. Each case runs in a fresh process (big allocations are mmap'ed so
+   freed memory leaves the resident set) and reports its peak resident set
+   above the process baseline (python + torch loaded, model not yet built),
+   so weights and activations both count.
+
+    python benchmarks/bench_snn.py [--batch 32] [--timesteps 3 7 15]
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+
+
+def build(width, bits, seed=0):
+    from fastsnn_mm.models.backbones import QResNet
+    torch.manual_seed(seed)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = QResNet(depth=18, base_channels=width,
+                                    act_cfg=dict(type='QuantReLU', bits=bits))
+            self.fc = nn.Linear(width * 8, 10)
+
+        def forward(self, x):
+            return self.fc(self.backbone(x)[-1].mean((2, 3)))
+    net = Net().eval()
+    for m in net.modules():  # give BN and alpha realistic, non-trivial values
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2)
+            m.running_mean.uniform_(-0.2, 0.2)
+        if hasattr(m, 'alpha'):
+            m.alpha.data.fill_(1.0)
+    return net
+
+
+def timeit(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def rss_bytes():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def memory_case(args):
+    """Child process: one inference, print peak RSS above the baseline."""
+    import fastsnn_mm  # noqa: F401  (import before the baseline)
+    base = rss_bytes()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    net = build(args.width, args.bits)
+    if args.case != 'qann':
+        from fastsnn_mm import convert_to_snn
+        net = convert_to_snn(net, timesteps=args.mem_timesteps,
+                             mode=args.case, inplace=True)
+    with torch.no_grad():
+        net(x)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(case=args.case, peak=peak - base)))
+
+
+def run_child(case, args):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536',
+               MALLOC_TRIM_THRESHOLD_='0')
+    cmd = [sys.executable, __file__, '--child', case, '--batch',
+           str(args.batch), '--width', str(args.width), '--bits', str(args.bits),
+           '--size', str(args.size), '--mem-timesteps', str(args.mem_timesteps)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])['peak']
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--batch', type=int, default=32)
+    p.add_argument('--size', type=int, default=32)
+    p.add_argument('--width', type=int, default=32)
+    p.add_argument('--bits', type=int, default=3)
+    p.add_argument('--timesteps', type=int, nargs='+', default=[3, 7, 15])
+    p.add_argument('--mem-timesteps', type=int, default=15)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--child', choices=['qann', 'folded', 'streaming'])
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        args.case = args.child
+        return memory_case(args)
+
+    from fastsnn_mm import convert_to_snn
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    net = build(args.width, args.bits)
+    print(f'QResNet-18 width {args.width}, {args.bits}-bit, batch '
+          f'{args.batch}x3x{args.size}x{args.size}, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    with torch.no_grad():
+        t_qann = timeit(lambda: net(x), args.repeats)
+        print(f'\n| T | QANN (ms) | SNN folded (ms) | SNN / (T x QANN) |')
+        print('|---|---|---|---|')
+        for T in args.timesteps:
+            snn = convert_to_snn(net, timesteps=T)
+            t_snn = timeit(lambda: snn(x), args.repeats)
+            print(f'| {T} | {t_qann * 1e3:.1f} | {t_snn * 1e3:.1f} | '
+                  f'{t_snn / (T * t_qann):.3f} |')
+
+    print(f'\nPeak memory above baseline at T={args.mem_timesteps} '
+          '(fresh process each):')
+    peaks = {c: run_child(c, args) for c in ('qann', 'streaming', 'folded')}
+    print('| case | peak (MiB) | / QANN |')
+    print('|---|---|---|')
+    for c, v in peaks.items():
+        print(f'| {c} | {v / 2**20:.1f} | {v / peaks["qann"]:.2f} |')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,202 @@
+"""Per-layer spike statistics of a converted SNN against its QANN.
+
+Each neuron layer's spikes are compared with the QuantReLU it replaced: an
+exact conversion gives a net spike count of round(q * T / theta) per neuron
+(q the QANN activation), which is the QANN level when T = 2^b - 1. Where the
+count differs, sequential (or clipping) error has crept in; the signed
+neuron should remove most of it.
+
+Both nets are observed with forward hooks while their spiking path runs;
+the SNN in folded mode, so a neuron's output is [T*B, ...]. A module called
+at several places (mm blocks may reuse one activation) is one layer per call
+site: ``name``, ``name#2``, ...
+"""
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..quantization import QuantReLU
+from ..spiking import IFNeuron, SpikingNetwork, neurons_of, timestep_context
+
+#: layers whose work counts as synaptic operations
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def path_of(model):
+    """(module holding the layers, callable mapping inputs to outputs)."""
+    if hasattr(model, 'spiking_path'):
+        return model, model.spiking_path
+    if isinstance(model, SpikingNetwork):
+        return model.module, model.module
+    if isinstance(model, nn.Module):
+        return model, model
+    raise TypeError(f'expected an nn.Module, got {type(model).__name__}')
+
+
+def default_timesteps(snn) -> int:
+    """The T a converted model runs with (its config, else 2^b - 1)."""
+    cfg = getattr(snn, 'snn_cfg', None)
+    if cfg:
+        return cfg['timesteps']
+    if isinstance(snn, SpikingNetwork):
+        return snn.timesteps
+    neurons = neurons_of(snn)
+    if not neurons:
+        raise ValueError('the model has no spiking neurons: convert it first '
+                         '(convert_to_snn or model.to_snn)')
+    bits = [n.bits for n in neurons if n.bits]
+    return 2 ** max(bits) - 1 if bits else neurons[0].timesteps
+
+
+class _CallSites:
+    """Names each call of a module: ``name`` first, then ``name#2``, ..."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def __call__(self, name):
+        k = self.calls.get(name, 0) + 1
+        self.calls[name] = k
+        return name if k == 1 else f'{name}#{k}'
+
+
+@contextmanager
+def eval_mode(*models):
+    """Put models in eval mode (BN running stats), restoring each module's
+    own flag after."""
+    flags = [(m, m.training) for model in models for m in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+@contextmanager
+def _hooks(root, types, fn):
+    """Call ``fn(name, module, inputs, output)`` after every matching module."""
+    handles = [
+        m.register_forward_hook(
+            lambda mod, inp, out, name=name: fn(name, mod, inp, out))
+        for name, m in root.named_modules() if isinstance(m, types)
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _qann_activations(qann, x):
+    """QuantReLU outputs of one batch: {site: (output, alpha)}."""
+    root, path = path_of(qann)
+    site, acts = _CallSites(), {}
+
+    def keep(name, mod, inp, out):
+        acts[site(name)] = out.detach()
+
+    with torch.no_grad(), _hooks(root, QuantReLU, keep):
+        path(x)
+    return acts
+
+
+def _new_row(site, mod, per_image):
+    return dict(layer=site, type=type(mod).__name__,
+                theta=float(mod.theta.item()), neurons=per_image,
+                _n=0, _abs=0.0, _pos=0.0, _neg=0.0, _miss=0, _err=0.0,
+                _level=0.0)
+
+
+def _snn_pass(snn, x, T, acts, rows, feeds):
+    """Run the SNN once, folding its spikes into ``rows`` and recording which
+    neuron layer feeds each weighted layer into ``feeds``."""
+    root, path = path_of(snn)
+    B = x.shape[0]
+    site, wsite = _CallSites(), _CallSites()
+    last = [None]  # most recent neuron call site
+
+    def on_neuron(name, mod, inp, out):
+        key = site(name)
+        last[0] = key
+        if key not in acts:
+            raise ValueError(
+                f'layer {key} of the SNN has no QuantReLU at the same place '
+                'in the QANN: compare a model with its own conversion')
+        theta = mod.theta.to(out.dtype)
+        s = torch.round(out.detach() / theta).reshape(T, B, -1)
+        q = acts[key].reshape(B, -1).to(out.dtype)
+        level = torch.floor(q * T / theta + 0.5)
+        count = s.sum(0)
+        row = rows.get(key) or rows.setdefault(
+            key, _new_row(key, mod, q.shape[1]))
+        row['_n'] += q.numel()
+        row['_abs'] += s.abs().sum().item()
+        row['_pos'] += (s > 0).sum().item()
+        row['_neg'] += (s < 0).sum().item()
+        row['_miss'] += (count != level).sum().item()
+        row['_err'] += (count - level).abs().sum().item()
+        row['_level'] += level.sum().item()
+
+    def on_weighted(name, mod, inp, out):
+        key = wsite(name)
+        if key not in feeds:
+            # MACs of one image and one step: outputs x weights per output
+            feeds[key] = dict(layer=name, site=key, fed_by=last[0],
+                              macs=out[0].numel() * mod.weight[0].numel())
+
+    with torch.no_grad(), timestep_context(snn, T, B, 'folded'), \
+            _hooks(root, IFNeuron, on_neuron), \
+            _hooks(root, WEIGHTED, on_weighted):
+        path(x)
+
+
+def _finish(row, T):
+    n = max(row['_n'], 1)
+    steps = n * T
+    out = {k: v for k, v in row.items() if not k.startswith('_')}
+    out.update(
+        firing_rate=row['_abs'] / steps,
+        pos_rate=row['_pos'] / steps,
+        neg_rate=row['_neg'] / steps,
+        # the rate an exact conversion would show (net spikes per step)
+        qann_rate=row['_level'] / steps,
+        mismatch=row['_miss'] / n,
+        count_error=row['_err'] / n)
+    return out
+
+
+def collect_layer_stats(qann, snn, batches, timesteps=None):
+    """Spike statistics of ``snn`` per neuron layer against ``qann``.
+
+    Args:
+        qann: the quantized model (QuantReLUs); both run in eval mode.
+        snn: its conversion (same module paths, neurons for QuantReLUs).
+        batches: input tensors for the spiking path (preprocessed images).
+        timesteps: T to run; default the SNN's own (2^b - 1 unless set).
+
+    Returns:
+        dict with ``timesteps``; ``layers``: one row per neuron call site in
+        execution order (firing_rate = mean |spikes| per neuron per step,
+        pos_rate / neg_rate, qann_rate, mismatch = fraction of neurons whose
+        net count differs from round(q * T / theta), count_error = mean
+        |count - that level|); ``feeds``: one row per weighted-layer call
+        with the neuron layer feeding it (None: the analog image) and its
+        MACs per image and step.
+    """
+    T = timesteps or default_timesteps(snn)
+    rows, feeds = {}, {}
+    with eval_mode(qann, snn):
+        for x in batches:
+            if not isinstance(x, torch.Tensor):
+                raise TypeError('batches must hold input tensors, got '
+                                f'{type(x).__name__}')
+            acts = _qann_activations(qann, x)
+            _snn_pass(snn, x, T, acts, rows, feeds)
+    if not rows:
+        raise ValueError('no neuron layer ran: is the model converted and '
+                         'are there any batches?')
+    return dict(timesteps=T, layers=[_finish(r, T) for r in rows.values()],
+                feeds=list(feeds.values()))

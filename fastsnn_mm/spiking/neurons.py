@@ -1,0 +1,135 @@
+"""Integrate-and-fire neurons that replace QuantReLU in the converted SNN.
+
+A neuron keeps a membrane potential V (start theta/2), integrates its input
+each step, fires +1 when V >= theta and subtracts theta (reset by
+subtraction). The signed neuron also fires -1 (and adds theta back) when V
+drops below zero while its net spike count is positive: this undoes spikes
+that early inputs caused but later negative inputs cancelled (the
+*sequential error*), so the count equals the QANN level. Output per step is
+spike * theta, so the time average equals the QANN activation.
+
+Two execution modes give the same spikes:
+  * folded: time is folded into the batch axis. The neuron sees [T*B, ...]
+    (or [B, ...] when its input is the same at every step, i.e. the layers
+    before the first neuron ran only once) and loops over T itself.
+  * streaming: the network is called once per step; the neuron keeps V and
+    its count between calls. Memory does not grow with T.
+"""
+import torch
+from torch import nn
+
+from ..registry import MODELS
+
+#: A membrane this far below zero counts as negative (absorbs float noise).
+NEG_EPS = 1e-6
+
+
+def if_step(v, count, x, theta, signed: bool):
+    """One in-place IF update; returns the signed spike tensor (+1/0/-1)."""
+    v.add_(x)
+    spike = (v >= theta).to(v.dtype)
+    v.sub_(spike * theta)
+    if signed:  # only the signed rule needs the net count
+        neg = ((v < -NEG_EPS * theta) & (count > 0)).to(v.dtype)
+        v.add_(neg * theta)
+        spike = spike - neg
+        count.add_(spike)
+    return spike
+
+
+def if_loop(x_steps, theta, signed: bool, constant: bool, timesteps: int):
+    """Reference T-step loop. ``x_steps`` is [T, ...] or, if ``constant``,
+    one step's input [...] repeated T times. Returns spikes [T, ...]."""
+    shape = x_steps.shape if constant else x_steps.shape[1:]
+    v = torch.full(shape, 0.5, dtype=x_steps.dtype, device=x_steps.device)
+    v.mul_(theta)
+    count = torch.zeros_like(v) if signed else None
+    out = x_steps.new_empty((timesteps, *shape))
+    for t in range(timesteps):
+        out[t] = if_step(v, count, x_steps if constant else x_steps[t],
+                         theta, signed)
+    return out
+
+
+class IFNeuron(nn.Module):
+    """Unsigned integrate-and-fire neuron (the comparison baseline)."""
+
+    signed = False
+
+    def __init__(self, theta: float = 1.0, timesteps: int = 1,
+                 bits: int = None):
+        super().__init__()
+        self.register_buffer('theta', torch.tensor([float(theta)]))
+        #: bits of the QuantReLU this neuron replaced (decides default T)
+        self.bits = bits
+        self.timesteps = int(timesteps)
+        self.mode = 'folded'
+        self.batch_size = None  # set by the runner in folded mode
+        self.reset()
+
+    @classmethod
+    def from_quant_relu(cls, qrelu, timesteps: int):
+        theta = qrelu.alpha.detach().abs().clamp_min(1e-8).item()
+        return cls(theta=theta, timesteps=timesteps, bits=qrelu.bits)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a QANN checkpoint stores the threshold as its QuantReLU's alpha
+        alpha = state_dict.pop(prefix + 'alpha', None)
+        if alpha is not None and prefix + 'theta' not in state_dict:
+            state_dict[prefix + 'theta'] = alpha.abs().clamp_min(1e-8).reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def reset(self):
+        """Forget the membrane state (streaming mode); called per batch."""
+        self.states = []  # one (v, count) per call site of this module
+        self.begin_step()
+
+    def begin_step(self):
+        """Streaming: a new time step starts (the runner calls this)."""
+        self.calls = 0
+
+    def forward(self, x):
+        theta = self.theta.to(x.dtype)
+        if self.mode == 'streaming':
+            return self._stream_step(x, theta)
+        T, B = self.timesteps, self.batch_size
+        if B is None:
+            raise RuntimeError(
+                f'{type(self).__name__} called outside a timestep runner: '
+                'use the converted model (convert_to_snn) to run it')
+        if x.shape[0] == B * T and T > 1:
+            spikes = if_loop(x.reshape(T, B, *x.shape[1:]), theta,
+                             self.signed, False, T)
+        elif x.shape[0] == B:
+            # time-invariant input: the layers before ran once, not T times
+            spikes = if_loop(x, theta, self.signed, True, T)
+        else:
+            raise RuntimeError(
+                f'{type(self).__name__}: batch {x.shape[0]} is neither B={B} '
+                f'nor T*B={T * B}')
+        return (spikes * theta).reshape(T * B, *x.shape[1:])
+
+    def _stream_step(self, x, theta):
+        # an mm block may call one activation module at several places;
+        # each call site is its own neuron layer with its own state
+        if self.calls == len(self.states):
+            self.states.append((torch.full_like(x, 0.5) * theta,
+                                torch.zeros_like(x) if self.signed else None))
+        v, count = self.states[self.calls]
+        self.calls += 1
+        return if_step(v, count, x, theta, self.signed) * theta
+
+    def extra_repr(self):
+        return (f'theta={self.theta.item():.4g}, timesteps={self.timesteps}, '
+                f'signed={self.signed}')
+
+
+class SignedIFNeuron(IFNeuron):
+    """IF neuron with negative spikes that removes the sequential error."""
+
+    signed = True
+
+
+MODELS.register_module(module=IFNeuron)
+MODELS.register_module(module=SignedIFNeuron)
+NEURONS = {'signed': SignedIFNeuron, 'unsigned': IFNeuron}

@@ -1,0 +1,86 @@
+"""Evaluate a QANN checkpoint as a QANN, as its SNN, or both side by side.
+
+    python tools/test.py CONFIG CHECKPOINT                 # QANN
+    python tools/test.py CONFIG CHECKPOINT --snn [--timesteps 7]
+    python tools/test.py CONFIG CHECKPOINT --compare --neuron signed unsigned
+"""
+import argparse
+import json
+import os
+
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+import fastsnn_mm  # noqa: F401
+from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
+                                     load_config, setup_distributed)
+
+
+def parse_args():
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__))
+    parser.add_argument('checkpoint', help='QANN or SNN checkpoint')
+    parser.add_argument('--snn', action='store_true',
+                        help='evaluate the converted SNN instead of the QANN')
+    parser.add_argument('--compare', action='store_true',
+                        help='evaluate the QANN, then each requested SNN')
+    parser.add_argument('--timesteps', type=int, default=None,
+                        help='SNN time steps T (default 2^bits - 1)')
+    parser.add_argument('--neuron', nargs='+', default=['signed'],
+                        choices=['signed', 'unsigned'])
+    parser.add_argument('--mode', default='folded',
+                        choices=['folded', 'streaming'])
+    parser.add_argument('--show-dir', help='save drawn predictions here')
+    parser.add_argument('--out-json', help='write the metric table as JSON')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.timesteps is not None and args.timesteps < 1:
+        fail(f'--timesteps must be >= 1, got {args.timesteps}')
+    if not os.path.isfile(args.checkpoint):
+        fail(f'checkpoint {args.checkpoint} not found')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        cfg.default_hooks.visualization.update(
+            dict(draw=True, test_out_dir=args.show_dir))
+    check_data(cfg, ['test'])
+    setup_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
+        fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
+             'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
+             'FastSNNEncoderDecoder)')
+
+    rows = []
+    if not args.snn or args.compare:
+        rows.append(dict(model='QANN', neuron='-', T='-',
+                         **runner.test()))
+    if args.snn or args.compare:
+        for neuron in args.neuron:
+            model.to_snn(timesteps=args.timesteps, neuron=neuron,
+                         mode=args.mode)
+            T = model.snn_cfg['timesteps']
+            rows.append(dict(model='SNN', neuron=neuron, T=T,
+                             **runner.test()))
+    print_table(rows, runner.logger)
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump(rows, f, indent=2, default=float)
+
+
+def print_table(rows, logger):
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ['| ' + ' | '.join(keys) + ' |',
+             '|' + '---|' * len(keys)]
+    for r in rows:
+        cells = [f'{r[k]:.4f}' if isinstance(r.get(k), float) else str(r.get(k, ''))
+                 for k in keys]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    logger.info('QANN vs SNN:\n' + '\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()

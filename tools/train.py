@@ -1,0 +1,32 @@
+"""Train a fastsnn-mm (or any mm) config: QANN training, progressive bits.
+
+    python tools/train.py configs/yolo_fastsnn_voc.py [--work-dir DIR]
+"""
+import argparse
+
+from mmengine.runner import Runner
+
+import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
+from fastsnn_mm.utils.launch import (add_common_args, check_data, load_config,
+                                     setup_distributed)
+
+
+def main():
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__))
+    parser.add_argument('--resume', nargs='?', const='auto', default=None,
+                        help='resume from the latest checkpoint in the work '
+                        'dir, or from the given checkpoint')
+    args = parser.parse_args()
+    cfg = load_config(args)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    check_data(cfg, ['train', 'val'])
+    setup_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
