@@ -1,5 +1,7 @@
 """QANN pieces: QuantReLU, weight quantizers, surgery, calibration, backbones."""
 import copy
+import glob
+import os.path as osp
 
 import pytest
 import torch
@@ -17,6 +19,15 @@ from fastsnn_mm.quantization import (APoTWeightQuantizer, QuantConv2d,
                                      count_quant_relus, count_relus,
                                      quantize_model, quantizer_bits,
                                      shared_quant_relus)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny ops on a shared 2-core machine: extra threads only spin."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny_resnet(**kw):
@@ -195,6 +206,12 @@ def test_qvgg_shapes(arch, n, down):
     _activations_ok(model, x)
 
 
+def test_backbones_pass_the_converter_check():
+    from fastsnn_mm.spiking import check_convertible
+    check_convertible(tiny_resnet(stem_stride=4))
+    check_convertible(QVGG('vgg9', base_channels=4))
+
+
 def test_backbone_bad_args():
     with pytest.raises(ValueError, match='depth'):
         QResNet(depth=50)
@@ -271,6 +288,7 @@ def make_runner(model, work_dir, iters, **kw):
             sampler=dict(type='InfiniteSampler', shuffle=True),
             collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=iters),
+        randomness=dict(seed=kw.pop('seed', 0)),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05,
                                           momentum=0.9)),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook',
@@ -279,14 +297,23 @@ def make_runner(model, work_dir, iters, **kw):
         **kw)
 
 
+@torch.no_grad()
+def full_data_loss(model):
+    data = ToyData()
+    model.train()  # batch statistics: running ones lag after few steps
+    return F.cross_entropy(model(data.x), data.y).item()
+
+
 def test_qat_with_runner_lowers_loss(tmp_path):
     torch.manual_seed(0)
-    model = quantize_model(ToyNet(), 3, alpha=1.0)
+    model = quantize_model(ToyNet(), 3, alpha=2.0)
+    before = full_data_loss(model)
     runner = make_runner(model, tmp_path, 30)
     runner.train()
-    losses = runner.message_hub.get_scalar('train/loss').data[0]
-    assert len(losses) == 30
-    assert losses[-5:].mean() < 0.7 * losses[:5].mean()
+    assert len(runner.message_hub.get_scalar('train/loss').data[0]) == 30
+    assert full_data_loss(model) < 0.5 * before
+    assert all(m.bits == 3 for m in model.modules()
+               if isinstance(m, QuantReLU))
 
 
 def test_calibration_hook_after_load_from(tmp_path):
@@ -302,3 +329,30 @@ def test_calibration_hook_after_load_from(tmp_path):
     assert all(0 < a < 100 for a in alphas)
     with pytest.raises(ValueError, match='num_batches'):
         QuantAlphaCalibrationHook(num_batches=0)
+
+
+# -- configs -----------------------------------------------------------------
+CLS_CONFIGS = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'configs',
+                                        'fastsnn_cls', '*.py')))
+
+
+@pytest.mark.parametrize('path', CLS_CONFIGS, ids=osp.basename)
+def test_cls_configs_build_narrow(path):
+    from mmengine import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(path)
+    init_default_scope(cfg.default_scope)
+    cfg.model.backbone.base_channels = 8
+    cfg.model.head.in_channels = 64
+    model = MODELS.build(cfg.model)
+    quant = cfg.model.get('quant')
+    bits = {m.bits for m in model.modules() if isinstance(m, QuantReLU)}
+    assert bits == (set() if quant is None else {quant['bits']})
+    assert (count_relus(model) if quant else count_quant_relus(model)) == 0
+    assert model(torch.randn(2, 3, 32, 32)).shape == (
+        2, cfg.model.head.num_classes)
+    if 'load_from' in cfg and cfg.load_from:
+        # progressive chain: each stage loads a stage with more bits
+        assert cfg.load_from.startswith('work_dirs/') and \
+            cfg.load_from.endswith(f'epoch_{cfg.train_cfg.max_epochs}.pth')

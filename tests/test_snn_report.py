@@ -1,5 +1,6 @@
 """SNN analysis: per-layer spike statistics, SynOps / energy, the report."""
 import copy
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -206,8 +207,10 @@ def test_reconversion_changes_timesteps_and_neuron(tiny):
         [n.theta.item() for n in snns['signed'].neurons]
     stats = collect_layer_stats(qann, snn, [x])
     assert stats['timesteps'] == 7
-    snn.to_snn(timesteps=3, neuron='signed')
-    assert all(type(n) is SignedIFNeuron for n in snn.neurons)
+    snn.to_snn(neuron='signed')  # default T again: 2^b - 1
+    assert snn.snn_cfg['timesteps'] == 2 ** BITS - 1
+    assert all(type(n) is SignedIFNeuron and n.timesteps == 2 ** BITS - 1
+               for n in snn.neurons)
 
 
 def test_bad_batches_give_a_clear_error(tiny):
@@ -314,11 +317,16 @@ def test_script_end_to_end(config_and_checkpoint):
     assert '[snn_report 4/4]' in proc.stdout + proc.stderr
 
 
-def test_script_bad_arguments_one_line(config_and_checkpoint):
-    cfg, ckpt = config_and_checkpoint[0][:2]
-    proc = run_script(cfg, ckpt, '--timesteps', 0)
-    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == \
-        'error: --timesteps must all be >= 1, got 0'
-    proc = run_script(cfg, 'missing.pth')
-    assert proc.returncode == 2 and 'missing.pth not found' in proc.stderr
+@pytest.mark.parametrize('argv, message', [
+    (['--timesteps', '0'], '--timesteps must all be >= 1, got 0'),
+    (['--num-batches', '0'], '--num-batches must be >= 1, got 0'),
+    ([], 'checkpoint missing.pth not found')])
+def test_script_bad_arguments_one_line(argv, message, capsys):
+    spec = importlib.util.spec_from_file_location('snn_report', SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ckpt = 'missing.pth' if not argv else __file__
+    with pytest.raises(SystemExit) as exc:
+        script.parse_args([DEMO_CONFIG, ckpt] + argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f'error: {message}\n'

@@ -77,7 +77,7 @@ def eval_mode(*models):
 
 @contextmanager
 def _hooks(root, types, fn):
-    """Call ``fn(name, module, inputs, output)`` after every matching module."""
+    """Call ``fn(name, module, inputs, output)`` after each matching module."""
     handles = [
         m.register_forward_hook(
             lambda mod, inp, out, name=name: fn(name, mod, inp, out))

@@ -11,6 +11,7 @@ file is never unpickled beyond that point.
 import collections
 import os.path as osp
 import pickle
+import re
 
 import numpy as np
 import torch
@@ -76,16 +77,12 @@ def load_checkpoint_file(filename, map_location=None):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as err:
-        msg = str(err)
-        marker = 'Unsupported global: GLOBAL '
-        if marker in msg:
-            name = msg.split(marker, 1)[1].split()[0]
-            raise UnsafeCheckpointError(
-                f'refusing checkpoint {filename}: it holds `{name}`, which is '
-                'not a type OpenMMLab checkpoints contain, so it was not '
-                'unpickled.') from None
+        found = re.search(r'GLOBAL ([\w.]+)', str(err))
+        what = f'`{found.group(1)}`' if found else 'an object'
         raise UnsafeCheckpointError(
-            f'refusing checkpoint {filename}: {msg.splitlines()[0]}') from None
+            f'refusing checkpoint {filename}: it holds {what}, which is not '
+            'a type OpenMMLab checkpoints contain, so it was not unpickled.'
+        ) from None
     except (RuntimeError, EOFError, ValueError) as err:
         raise RuntimeError(
             f'cannot read checkpoint {filename} (corrupt or not a torch '

@@ -12,7 +12,6 @@ loop, layer statistics from the model's spiking path.
 import argparse
 import copy
 import itertools
-import os
 import os.path as osp
 
 from mmengine.model import is_model_wrapper

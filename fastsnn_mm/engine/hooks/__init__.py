@@ -1,4 +1,5 @@
 """mmengine hooks of fastsnn-mm (registered in the root HOOKS registry)."""
 from .alpha_calibration_hook import QuantAlphaCalibrationHook
+from .conversion_hook import FastSNNConversionHook
 
-__all__ = ['QuantAlphaCalibrationHook']
+__all__ = ['QuantAlphaCalibrationHook', 'FastSNNConversionHook']

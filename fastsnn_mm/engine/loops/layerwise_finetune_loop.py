@@ -60,7 +60,8 @@ class LayerwiseFinetuneLoop(BaseLoop):
         iters_per_layer (int): optimizer steps per spiking layer.
         timesteps (int | None): T of the SNN (default 2^b - 1).
         neuron (str): 'signed' or 'unsigned'.
-        keep_best (bool): revert a layer whose held-out MSE got worse.
+        keep_best (bool): revert a layer whose held-out MSE or mismatch
+            (fraction of spike counts off the QANN level) got worse.
         heldout_batches (int): validation batches for the keep-best check
             (taken from the val dataloader, or the train one without it).
         tune_output (bool): also tune the layers after the last neuron.
@@ -222,6 +223,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
             for p in all_params:
                 p.requires_grad_(id(p) in ids)
             saved = [p.detach().clone() for p in params]
+            index_of = {id(p): i for i, p in enumerate(params)}
             before = self._heldout(model, qann, name, surrogate, held)
             for _ in range(self.iters_per_layer):
                 x = self._inputs(model, next(train_iter))
@@ -229,14 +231,20 @@ class LayerwiseFinetuneLoop(BaseLoop):
                 optim.update_params(loss)
                 self._iter += 1
             after = self._heldout(model, qann, name, surrogate, held)
-            reverted = self.keep_best and after[0] > before[0]
+            changed = [n for n, p in model.named_parameters()
+                       if id(p) in ids and not torch.equal(
+                           p.detach(), saved[index_of[id(p)]])]
+            worse = after[0] > before[0] or (
+                before[1] is not None and after[1] > before[1])
+            reverted = self.keep_best and worse
             if reverted:
                 with torch.no_grad():
                     for p, s in zip(params, saved):
                         p.copy_(s)
             row = dict(layer=label, index=k, loss_before=before[0],
                        loss_after=after[0], mismatch_before=before[1],
-                       mismatch_after=after[1], reverted=reverted)
+                       mismatch_after=after[1], reverted=reverted,
+                       changed=changed)
             self.report.append(row)
             runner.logger.info(
                 f'[{k + 1}/{len(groups)}] {label}: held-out MSE '

@@ -3,3 +3,5 @@ from .qresnet import QBasicBlock, QResNet
 from .qvgg import QVGG
 
 __all__ = ['QResNet', 'QBasicBlock', 'QVGG']
+from .qtiny_yolo import QTinyYOLO  # noqa: E402
+__all__.append('QTinyYOLO')

@@ -1,0 +1,106 @@
+# CPU demo: DeepLabV3 as a 3-bit QANN / SNN on the synthetic shapes.
+#   python tools/dataset_converters/make_synthetic_voc.py \
+#       --out data/synthetic_voc --num-train 400 --num-val 100 --seed 0
+#   python tools/train.py configs/deeplab_fastsnn_synthetic.py
+#   python tools/test.py configs/deeplab_fastsnn_synthetic.py \
+#       work_dirs/deeplab_fastsnn_synthetic/iter_2000.pth \
+#       --compare --neuron signed unsigned --show-dir vis
+#
+# Smaller than the VOC config so it trains from scratch on two CPU cores:
+# a narrow QResNet-18 (base width 16, not ResNet-34 at 64), 128 px inputs
+# (the images are 160 px), output stride 8 with only the last stage
+# dilated, a 64-channel ASPP with dilations scaled to a 16x16 feature map,
+# and AdamW instead of SGD (no ImageNet pre-training to start from).
+_base_ = [
+    './_base_/datasets/synthetic_voc_seg.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_20k.py',
+]
+custom_imports = dict(imports=['fastsnn_mm'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+img_scale = (128, 128)  # test size; the images are 160 px
+crop_size = (96, 96)  # training crops
+num_classes = {{_base_.synthetic_seg_num_classes}}
+norm_cfg = dict(type='BN', requires_grad=True)
+# QAT from scratch: a clip of 2 suits BN-normalised pre-activations
+act_cfg = dict(type='QuantReLU', bits=3, alpha=2.0)
+
+model = dict(
+    type='FastSNNEncoderDecoder',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+        size=crop_size),
+    backbone=dict(
+        type='QResNet',
+        depth=18,
+        base_channels=16,
+        stem_stride=2,
+        strides=(1, 2, 2, 1),
+        dilations=(1, 1, 1, 2),
+        out_indices=(3, ),
+        act_cfg=act_cfg,
+        norm_cfg=norm_cfg),
+    decode_head=dict(
+        type='ASPPHead',
+        in_channels=128,
+        in_index=0,
+        channels=32,
+        dilations=(1, 2, 4, 6),
+        dropout_ratio=0.1,
+        num_classes=num_classes,
+        norm_cfg=norm_cfg,
+        act_cfg=act_cfg,
+        align_corners=False,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'),
+    quant=dict(bits=3, alpha=2.0),
+    # evaluated as a QANN unless tools/test.py --snn/--compare converts it
+    snn=None)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=img_scale, ratio_range=(0.75, 1.25),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+max_iters = 2000
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
+    # clips are thresholds, not weights: no decay pulling them to zero
+    paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+         end=100),
+    dict(type='PolyLR', eta_min=1e-5, power=0.9, by_epoch=False, begin=100,
+         end=max_iters)
+]
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                    interval=max_iters, max_keep_ckpts=1))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny synthetic data and tiny configs of our pipelines."""
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session')
+def tiny_voc(tmp_path_factory):
+    """16 train + 8 val synthetic images at 96 px, generated once."""
+    from fastsnn_mm.datasets import generate_synthetic_voc
+    root = tmp_path_factory.mktemp('tiny_voc')
+    generate_synthetic_voc(str(root), 16, 8, seed=3, size=96)
+    return str(root)
+
+
+def tiny_cls_config(data_root, work_dir, **overrides):
+    """The synthetic classification demo config, shrunk for tests."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py'))
+    cfg.work_dir = str(work_dir)
+    cfg.model.backbone.base_channels = 8
+    cfg.model.head.in_channels = 64
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.dataset.data_root = data_root
+        loader.batch_size = 16
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.log_level = 'WARNING'
+    cfg.merge_from_dict(overrides)
+    return cfg
