@@ -74,7 +74,11 @@ def main():
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--repeats', type=int, default=10)
     p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch CPU threads (default: torch decides)')
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     fp32 = build(args.arch, args.width).to(args.device).train()

@@ -5,9 +5,10 @@
    neuron see the same input at every step and run once.
 2. Memory: peak memory of streaming-mode SNN inference / QANN inference, at
    T=15. Each case runs in a fresh process (big allocations are mmap'ed so
-   freed memory leaves the resident set) and reports its peak resident set
-   above the process baseline (python + torch loaded, model not yet built),
-   so weights and activations both count.
+   freed memory leaves the resident set); the kernel's peak-RSS mark is
+   reset just before the forward pass, so "working" memory is what the
+   inference needed beyond the loaded model and input; "total" adds the
+   model's parameters and buffers.
 
     python benchmarks/bench_snn.py [--batch 32] [--timesteps 3 7 15]
 """
@@ -64,20 +65,36 @@ def rss_bytes():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
+def peak_rss_bytes():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
 def memory_case(args):
-    """Child process: one inference, print peak RSS above the baseline."""
-    import fastsnn_mm  # noqa: F401  (import before the baseline)
-    base = rss_bytes()
+    """Child process: one inference; print the peak resident memory it
+    needed above the idle process, plus the model's own bytes."""
+    import gc
+
+    import fastsnn_mm  # noqa: F401
     x = torch.randn(args.batch, 3, args.size, args.size)
     net = build(args.width, args.bits)
     if args.case != 'qann':
         from fastsnn_mm import convert_to_snn
         net = convert_to_snn(net, timesteps=args.mem_timesteps,
                              mode=args.case, inplace=True)
+    model_bytes = sum(t.numel() * t.element_size() for t in
+                      list(net.parameters()) + list(net.buffers()))
+    gc.collect()
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak-RSS mark to the current RSS
+    base = rss_bytes()
     with torch.no_grad():
         net(x)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(case=args.case, peak=peak - base)))
+    work = peak_rss_bytes() - base
+    print(json.dumps(dict(case=args.case, work=work, model=model_bytes)))
 
 
 def run_child(case, args):
@@ -88,7 +105,7 @@ def run_child(case, args):
            '--size', str(args.size), '--mem-timesteps', str(args.mem_timesteps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                          check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])['peak']
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
@@ -126,13 +143,19 @@ def main():
             print(f'| {T} | {t_qann * 1e3:.1f} | {t_snn * 1e3:.1f} | '
                   f'{t_snn / (T * t_qann):.3f} |')
 
-    print(f'\nPeak memory above baseline at T={args.mem_timesteps} '
-          '(fresh process each):')
+    print(f'\nPeak memory of one inference at T={args.mem_timesteps} '
+          '(fresh process each; working = peak resident memory above the '
+          'idle process with model and input loaded):')
     peaks = {c: run_child(c, args) for c in ('qann', 'streaming', 'folded')}
-    print('| case | peak (MiB) | / QANN |')
-    print('|---|---|---|')
+    q = peaks['qann']
+    print('| case | working (MiB) | model (MiB) | total (MiB) | total / QANN |'
+          ' working / QANN |')
+    print('|---|---|---|---|---|---|')
     for c, v in peaks.items():
-        print(f'| {c} | {v / 2**20:.1f} | {v / peaks["qann"]:.2f} |')
+        tot, qtot = v['work'] + v['model'], q['work'] + q['model']
+        print(f"| {c} | {v['work'] / 2**20:.1f} | {v['model'] / 2**20:.1f} | "
+              f'{tot / 2**20:.1f} | {tot / qtot:.2f} | '
+              f"{v['work'] / q['work']:.2f} |")
 
 
 if __name__ == '__main__':

@@ -84,7 +84,7 @@ train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 2000
+max_iters = 1600
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

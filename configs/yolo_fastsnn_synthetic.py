@@ -38,8 +38,7 @@ model = dict(
         out_indices=(1, 2, 3),
         act_cfg=act_cfg),
     neck=dict(
-        type='YOLOV3Neck',
-        num_scales=3,
+        type='TinyYOLONeck',
         in_channels=[256, 128, 64],
         out_channels=[128, 64, 32],
         act_cfg=act_cfg),
@@ -72,22 +71,22 @@ model = dict(
         conf_thr=0.005,
         nms=dict(type='nms', iou_threshold=0.45),
         max_per_img=100),
-    quant=dict(bits=bits),
-    snn=None)
+    quant=dict(bits=bits))
 
-max_epochs = 30
+max_epochs = 20
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=10)
+                 val_interval=5)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=5e-4))
+    optimizer=dict(type='AdamW', lr=3e-3, weight_decay=5e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          eta_min=1e-5)
 ]
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=25),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1))
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+train_dataloader = dict(batch_size=8)

@@ -85,6 +85,22 @@ def test_weight_ste_gradients(cls):
     assert q.alpha.grad.item() == pytest.approx(expect.item(), abs=1e-4)
 
 
+def test_learnable_clip_starts_from_loaded_weights():
+    conv = QuantConv2d(3, 4, 3, weight_quant=dict(type='apot', bits=4))
+    fp32 = nn.Conv2d(3, 4, 3)
+    fp32.weight.data.mul_(10)
+    missing = conv.load_state_dict(fp32.state_dict(), strict=False)
+    assert set(missing.missing_keys) == {'weight_quantizer.alpha',
+                                         'weight_quantizer.initialized'}
+    conv(torch.randn(1, 3, 5, 5))
+    alpha = conv.weight_quantizer.alpha.item()
+    assert alpha == pytest.approx(fp32.weight.abs().max().item())
+    q2 = QuantConv2d(3, 4, 3, weight_quant=dict(type='apot', bits=4))
+    q2.load_state_dict(conv.state_dict())  # a QAT checkpoint keeps alpha
+    q2(torch.randn(1, 3, 5, 5))
+    assert q2.weight_quantizer.alpha.item() == alpha
+
+
 def test_quant_layers_use_quantized_weight():
     conv = QuantConv2d(3, 5, 3, padding=1, weight_quant=dict(type='apot',
                                                              bits=4))

@@ -73,11 +73,18 @@ class _WeightQuantizer(nn.Module):
     def _clip(self, w: torch.Tensor) -> torch.Tensor:
         if not self.learnable:
             return w.detach().abs().max().clamp_min(1e-8)
-        if not self.initialized.item():
-            with torch.no_grad():
-                self.alpha.fill_(w.abs().max().clamp_min(1e-8).item())
-                self.initialized.fill_(1)
+        # the python flag spares a device sync per call once alpha is set
+        if not getattr(self, '_ready', False):
+            if not self.initialized.item():
+                with torch.no_grad():
+                    self.alpha.copy_(w.abs().max().clamp_min(1e-8))
+                    self.initialized.fill_(1)
+            self._ready = True
         return self.alpha.abs().clamp_min(1e-8)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._ready = False  # a checkpoint may bring alpha, or not
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         alpha = self._clip(w)

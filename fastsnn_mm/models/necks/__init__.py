@@ -1,1 +1,4 @@
+"""Convertible necks (nearest upsampling, concat, QuantReLU ConvModules)."""
+from .tiny_yolo_neck import TinyYOLONeck
 
+__all__ = ['TinyYOLONeck']

@@ -1,0 +1,8 @@
+# Stage 3 of progressive training: 2-bit activations (T = 3), initialised
+# from the 3-bit QANN (load_from); its alphas carry over. Fine-tuning, so a
+# 10x smaller learning rate than training from scratch.
+_base_ = './deeplab_fastsnn_voc12aug.py'
+
+model = dict(quant=dict(bits=2))
+optim_wrapper = dict(optimizer=dict(lr=0.001))
+load_from = 'work_dirs/deeplab_fastsnn_voc12aug/iter_20000.pth'

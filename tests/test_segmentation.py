@@ -1,0 +1,197 @@
+"""DeepLab-style segmentation: configs build convertible models; QANN and SNN
+train/test through the stock mmseg Runner; where theory says the SNN equals
+the QANN, it does; folded and streaming runs give the same outputs."""
+import copy
+import glob
+import os.path as osp
+from functools import lru_cache
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from torch import nn
+
+from fastsnn_mm import QuantReLU, count_relus, find_unconvertible
+from fastsnn_mm.spiking import IFNeuron
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'deeplab_*.py')))
+EXPECTED = {'deeplab_fastsnn_voc12aug.py', 'deeplab_fastsnn_voc12aug_4bit.py',
+            'deeplab_fastsnn_voc12aug_2bit.py',
+            'deeplab_vgg9_fastsnn_voc12aug.py',
+            'deeplab_fastsnn_cityscapes.py', 'deeplab_fastsnn_synthetic.py'}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    # the CPUs are shared: one thread is faster than two fighting threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@lru_cache(maxsize=None)
+def _parsed(path):
+    return Config.fromfile(path)  # parsing mmseg:: bases takes seconds
+
+
+def _config(path):
+    return copy.deepcopy(_parsed(path))
+
+
+def _models():
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    return MODELS
+
+
+def _randomised(model, alpha=1.0, seed=0):
+    """Non-trivial BN statistics and clips, as after training; eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - .5)
+            m.running_var.copy_(torch.rand(n, generator=g) + .5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + .5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * .4)
+        if isinstance(m, QuantReLU):
+            m.alpha.data.fill_(alpha)
+    return model.eval()
+
+
+def _tiny_deeplab(**quant):
+    """QResNet-18 (width 4, dilated) + stock ASPPHead (image pool too)."""
+    act = dict(type='QuantReLU', bits=2)
+    cfg = dict(
+        type='FastSNNEncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor'),
+        backbone=dict(type='QResNet', depth=18, base_channels=4,
+                      stem_stride=2, strides=(1, 2, 1, 1),
+                      dilations=(1, 1, 2, 2), act_cfg=act),
+        decode_head=dict(type='ASPPHead', in_channels=32, channels=8,
+                         dilations=(1, 2, 3), num_classes=3,
+                         norm_cfg=dict(type='BN'), act_cfg=act),
+        test_cfg=ConfigDict(mode='whole'), quant=dict(bits=2, **quant))
+    return _randomised(_models().build(cfg))
+
+
+def test_all_segmentation_configs_present():
+    assert EXPECTED <= {osp.basename(p) for p in CONFIGS}
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config_builds_convertible_model(path):
+    cfg = _config(path)
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports['imports'] == ['fastsnn_mm']
+    model = _models().build(cfg.model)
+    assert type(model).__name__ == 'FastSNNEncoderDecoder'
+    assert not model.with_auxiliary_head  # nothing off the spiking path
+    bits = {m.bits for m in model.modules() if isinstance(m, QuantReLU)}
+    assert bits == {cfg.model.quant.bits}
+    assert count_relus(model) == 0
+    assert find_unconvertible(model) == []
+    assert isinstance(model.decode_head.conv_seg, nn.Conv2d)  # stays linear
+
+
+@pytest.mark.parametrize('name', ['deeplab_fastsnn_voc12aug.py',
+                                  'deeplab_fastsnn_cityscapes.py'])
+def test_config_without_data_fails_in_one_line(name, tmp_path, monkeypatch,
+                                               capsys):
+    from fastsnn_mm.utils.launch import check_data
+    cfg = _config(osp.join(REPO, 'configs', name))
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    with pytest.raises(SystemExit):
+        check_data(cfg, ['train', 'val'])
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert 'not found' in err and 'layout' in err
+
+
+def test_train_one_iteration_then_snn_test_through_runner(tiny_voc,
+                                                          tmp_path):
+    from mmengine.runner import Runner
+    cfg = _config(osp.join(REPO, 'configs', 'deeplab_fastsnn_synthetic.py'))
+    cfg.work_dir = str(tmp_path)
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = tiny_voc
+    cfg.train_dataloader.batch_size = 2
+    cfg.model.backbone.base_channels = 8
+    cfg.model.decode_head.in_channels = 64
+    cfg.model.decode_head.channels = 16
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1,
+                         val_interval=100)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    model = runner.train()
+    qann = runner.test()
+    assert 'mIoU' in qann
+    model.to_snn(neuron='signed')
+    assert model.snn_cfg['timesteps'] == 7
+    assert model.neurons and not any(
+        isinstance(m, QuantReLU) for m in model.modules())
+    snn = runner.test()
+    assert 'mIoU' in snn and 0 <= snn['mIoU'] <= 100
+
+
+@torch.no_grad()
+def test_snn_logits_have_qann_shape_and_exact_values_for_one_layer():
+    # a linear backbone and one QuantReLU fed by it: that neuron sees the
+    # same input every step, so its count is exactly the QANN level
+    act = dict(type='QuantReLU', bits=3, alpha=1.0)
+    cfg = dict(
+        type='FastSNNEncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor'),
+        backbone=dict(type='QVGG', arch='vgg9', base_channels=4,
+                      strides=(1, 2, 2), act_cfg=None),
+        decode_head=dict(type='FCNHead', in_channels=16, channels=8,
+                         num_convs=1, kernel_size=1, concat_input=False,
+                         num_classes=4, norm_cfg=dict(type='BN'),
+                         act_cfg=act),
+        quant=dict(bits=3))
+    model = _randomised(_models().build(cfg))
+    assert len([m for m in model.modules() if isinstance(m, QuantReLU)]) == 1
+    x = torch.randn(2, 3, 32, 32)
+    qann = model(x, mode='tensor')
+    model.to_snn(neuron='signed')
+    snn = model(x, mode='tensor')
+    assert snn.shape == qann.shape == (2, 4, 8, 8)
+    assert torch.allclose(snn, qann, atol=1e-5)
+
+
+@torch.no_grad()
+def test_deeplab_snn_shapes_and_folded_equals_streaming():
+    model = _tiny_deeplab()
+    x = torch.randn(2, 3, 32, 32)
+    qann = model._forward(x)
+    outs = {}
+    for neuron in ('signed', 'unsigned'):
+        for mode in ('folded', 'streaming'):
+            model.to_snn(neuron=neuron, mode=mode)
+            outs[neuron, mode] = model._forward(x)
+            assert outs[neuron, mode].shape == qann.shape == (2, 3, 8, 8)
+        assert torch.equal(outs[neuron, 'folded'], outs[neuron, 'streaming'])
+    assert len({id(n) for n in model.neurons}) == len(model.neurons) > 20
+    assert all(isinstance(n, IFNeuron) for n in model.neurons)
+    # the image-pool branch is on the spiking path: its neuron fired
+    pool = model.decode_head.image_pool[1].activate
+    assert isinstance(pool, IFNeuron) and pool.timesteps == 3
+
+
+@torch.no_grad()
+def test_snn_predict_gives_stock_seg_data_samples():
+    from mmseg.structures import SegDataSample
+    model = _tiny_deeplab()
+    x = torch.randn(1, 3, 32, 32)
+    meta = dict(img_shape=(32, 32), ori_shape=(40, 40), pad_shape=(32, 32),
+                padding_size=[0, 0, 0, 0])
+    qann = model.predict(x, [SegDataSample(metainfo=meta)])[0]
+    model.to_snn()
+    snn = model.predict(x, [SegDataSample(metainfo=meta)])[0]
+    assert snn.pred_sem_seg.data.shape == qann.pred_sem_seg.data.shape == (
+        1, 40, 40)
+    assert snn.seg_logits.data.shape == (3, 40, 40)

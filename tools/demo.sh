@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end Fast-SNN demo on the bundled synthetic VOC data (CPU).
+#   bash tools/demo.sh [cls] [det] [seg] [finetune]   (default: cls det)
+# Each stage trains a 3-bit QANN with tools/train.py, converts it and
+# evaluates QANN / signed SNN / unsigned SNN with tools/test.py, then one
+# summary table (markdown + PNG) is written to work_dirs/demo/summary.*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=work_dirs/demo
+STAGES=${*:-cls det}
+mkdir -p "$OUT"
+
+stage() { echo; echo "=== [demo] $* ==="; }
+last_ckpt() { cat "$1/last_checkpoint"; }
+
+train_and_compare() {  # name config [extra test args...]
+  local name=$1 config=$2; shift 2
+  stage "$name: training the 3-bit QANN ($config)"
+  local t0=$SECONDS
+  "$PY" tools/train.py "$config" --work-dir "$OUT/$name"
+  echo "[demo] $name: training took $((SECONDS - t0)) s"
+  stage "$name: QANN vs SNN (signed, unsigned) at T = 2^b - 1"
+  "$PY" tools/test.py "$config" "$(last_ckpt "$OUT/$name")" \
+    --work-dir "$OUT/$name" --compare --neuron signed unsigned \
+    --out-json "$OUT/$name/results.json" "$@"
+}
+
+for s in $STAGES; do
+  case $s in
+    cls) train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py ;;
+    det) train_and_compare det configs/yolo_fastsnn_synthetic.py \
+           --show-dir vis ;;
+    seg) train_and_compare seg configs/deeplab_fastsnn_synthetic.py \
+           --show-dir vis ;;
+    finetune)
+      stage "finetune: 2-bit QANN from the 3-bit one, then layer-wise SNN tuning at T=3"
+      "$PY" tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit.py \
+        --work-dir "$OUT/cls_2bit" \
+        --cfg-options load_from="$(last_ckpt "$OUT/cls")"
+      "$PY" tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit_layerwise.py \
+        --work-dir "$OUT/cls_2bit_layerwise" \
+        --cfg-options load_from="$(last_ckpt "$OUT/cls_2bit")" ;;
+    *) echo "[demo] unknown stage '$s' (use cls, det, seg, finetune)" >&2; exit 2 ;;
+  esac
+done
+
+stage "summary"
+"$PY" tools/analysis_tools/summarize_results.py "$OUT" --out "$OUT/summary"
