@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DATA := data/synthetic_voc
 
-.PHONY: install data demo test clean
+.PHONY: install data demo demo-seg test bench clean
 
 install:
 	bash tools/install.sh
@@ -14,7 +14,14 @@ $(DATA)/.complete: | install
 data: install $(DATA)/.complete
 
 demo: install data
-	bash tools/demo.sh
+	bash tools/demo.sh cls det finetune
+
+demo-seg: install data
+	bash tools/demo.sh seg
+
+bench: install
+	$(PY) benchmarks/bench_qat_step.py
+	$(PY) benchmarks/bench_snn.py
 
 test: install
 	$(PY) -m pytest tests

@@ -51,6 +51,35 @@ def test_config_builds_convertible_model(path):
     check_convertible(model)  # no LeakyReLU / max-pool left anywhere
 
 
+def test_qtiny_yolo_strides_and_bad_args():
+    from fastsnn_mm.models.backbones import QTinyYOLO
+    net = QTinyYOLO(base_channels=4)  # Tiny-YOLO layout: strides 8/16/32
+    outs = net(torch.rand(1, 3, 64, 64))
+    assert [tuple(o.shape[1:]) for o in outs] == [(32, 8, 8), (64, 4, 4),
+                                                 (128, 2, 2)]
+    assert net.out_channels == [32, 64, 128]
+    assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+    with pytest.raises(ValueError, match='strides'):
+        QTinyYOLO(strides=(2, 3))
+    with pytest.raises(ValueError, match='stage_blocks'):
+        QTinyYOLO(stage_blocks=(1, 1))
+
+
+def test_tiny_yolo_neck_shapes_and_bad_args():
+    from fastsnn_mm.models.necks import TinyYOLONeck
+    neck = TinyYOLONeck([32, 16, 8], [16, 8, 4])
+    feats = (torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8),
+             torch.rand(1, 32, 4, 4))
+    outs = neck(feats)
+    assert [tuple(o.shape[1:]) for o in outs] == [(16, 4, 4), (8, 8, 8),
+                                                 (4, 16, 16)]
+    assert sum(isinstance(m, QuantReLU) for m in neck.modules()) == 5
+    with pytest.raises(ValueError, match='one entry per scale'):
+        TinyYOLONeck([32, 16], [16])
+    with pytest.raises(ValueError, match='expected 3 feature maps'):
+        neck(feats[:2])
+
+
 def test_voc_config_without_data_fails_in_one_line(tmp_path, monkeypatch,
                                                    capsys):
     from fastsnn_mm.utils.launch import check_data

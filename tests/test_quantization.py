@@ -1,4 +1,5 @@
-"""QANN pieces: QuantReLU, weight quantizers, surgery, calibration, backbones."""
+"""QANN pieces: QuantReLU, weight quantizers, surgery, calibration,
+backbones, classification configs."""
 import copy
 import glob
 import os.path as osp
@@ -368,7 +369,8 @@ def test_cls_configs_build_narrow(path):
     assert (count_relus(model) if quant else count_quant_relus(model)) == 0
     assert model(torch.randn(2, 3, 32, 32)).shape == (
         2, cfg.model.head.num_classes)
-    if 'load_from' in cfg and cfg.load_from:
-        # progressive chain: each stage loads a stage with more bits
-        assert cfg.load_from.startswith('work_dirs/') and \
-            cfg.load_from.endswith(f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    if cfg.get('load_from'):
+        # progressive chain: the file the previous stage's config writes last
+        _, stage, ckpt = cfg.load_from.split('/')
+        src = Config.fromfile(osp.join(osp.dirname(path), stage + '.py'))
+        assert ckpt == f'epoch_{src.train_cfg.max_epochs}.pth'

@@ -6,7 +6,7 @@ _base_ = ['./qresnet_synthetic_cls_3bit.py']
 
 model = dict(quant=dict(bits=2))
 load_from = 'work_dirs/qresnet_synthetic_cls_3bit/epoch_30.pth'
-optim_wrapper = dict(optimizer=dict(lr=0.01))
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0,
                         end=10)]
 train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)

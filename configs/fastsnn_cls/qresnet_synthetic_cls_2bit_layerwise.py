@@ -2,7 +2,8 @@
 # with T = 3 and tune it layer by layer against its QANN; the log shows
 # the SNN's top-1 before and after, and per layer the held-out MSE and the
 # fraction of spike counts off the QANN level.
-#   python tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit_layerwise.py \
+#   python tools/train.py \
+#       configs/fastsnn_cls/qresnet_synthetic_cls_2bit_layerwise.py \
 #       --cfg-options load_from=work_dirs/qresnet_synthetic_cls_2bit/epoch_10.pth
 _base_ = ['./qresnet_synthetic_cls_2bit.py']
 

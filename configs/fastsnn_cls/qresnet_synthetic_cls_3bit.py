@@ -1,6 +1,7 @@
 # Demo: a narrow 3-bit QResNet-18 (base width 16) trained from scratch on
 # the synthetic shapes crops (32 px, 4 classes); minutes on a laptop CPU.
-#   python tools/dataset_converters/make_synthetic_voc.py --out data/synthetic_voc
+#   python tools/dataset_converters/make_synthetic_voc.py \
+#       --out data/synthetic_voc --num-train 400 --num-val 100
 #   python tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py
 #   python tools/test.py configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py \
 #       work_dirs/qresnet_synthetic_cls_3bit/epoch_30.pth --compare

@@ -83,7 +83,8 @@ class QResNet(BaseModule):
             raise ValueError(f'QResNet depth must be one of '
                              f'{sorted(self.arch_settings)}, got {depth!r}')
         if stem_kernel not in (3, 7):
-            raise ValueError(f'stem_kernel must be 3 or 7, got {stem_kernel!r}')
+            raise ValueError(f'stem_kernel must be 3 or 7, '
+                             f'got {stem_kernel!r}')
         if stem_stride not in (1, 2, 4):
             raise ValueError(f'stem_stride must be 1, 2 or 4, '
                              f'got {stem_stride!r}')

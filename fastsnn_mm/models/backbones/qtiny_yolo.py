@@ -27,7 +27,7 @@ class QTinyYOLO(BaseModule):
 
     Args:
         base_channels: stem width before ``widen_factor`` (16 in Tiny-YOLO).
-        widen_factor: multiplies every width (0.5 halves the net).
+        widen_factor: multiplies every width (0.5 halves each).
         stem_stride: 1 or 2.
         strides: per stage, 1 or 2; their number is the number of stages.
         stage_blocks: extra 3x3 convs per stage (one value per stage).
