@@ -2,7 +2,8 @@
 # test), converted to a Fast-SNN at T = 2^3 - 1 = 7 for evaluation.
 #   python tools/train.py configs/yolo_fastsnn_voc.py
 #   python tools/test.py configs/yolo_fastsnn_voc.py \
-#       work_dirs/yolo_fastsnn_voc/epoch_40.pth --compare --neuron signed unsigned
+#       work_dirs/yolo_fastsnn_voc/epoch_40.pth \
+#       --compare --neuron signed unsigned
 # Progressive QAT as in the paper (4 -> 3 -> 2 bits): train
 # yolo_fastsnn_voc_4bit.py first and start this one from it with
 #   --cfg-options load_from=work_dirs/yolo_fastsnn_voc_4bit/epoch_40.pth

@@ -2,14 +2,8 @@
 import os.path as osp
 
 import pytest
-import torch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-@pytest.fixture(scope='session', autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope='session')

@@ -23,8 +23,15 @@ SCRIPT = osp.join(REPO, 'tools', 'analysis_tools', 'snn_report.py')
 BITS = 2  # T = 3: short runs
 
 
+def build_cls(cfg):
+    """Build in mmpretrain's scope whatever scope an earlier test left."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg)
+
+
 def tiny_classifier(num_classes=4):
-    return MODELS.build(dict(
+    return build_cls(dict(
         type='FastSNNImageClassifier',
         backbone=dict(type='QResNet', depth=18, base_channels=8,
                       act_cfg=dict(type='QuantReLU', bits=BITS, alpha=1.0)),
@@ -283,7 +290,7 @@ def config_and_checkpoint(tmp_path_factory):
                'model.quant.bits': BITS}
     cfg = Config.fromfile(cfg_path)
     cfg.merge_from_dict(options)
-    model = randomise(MODELS.build(cfg.model))
+    model = randomise(build_cls(cfg.model))
     ckpt = tmp / 'qann.pth'
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
     args = [cfg_path, ckpt, '--work-dir', tmp / 'work', '--cfg-options'] + [

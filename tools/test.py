@@ -5,8 +5,12 @@
     python tools/test.py CONFIG CHECKPOINT --compare --neuron signed unsigned
 """
 import argparse
+import warnings
 import json
 import os
+
+# setuptools<82 (needed by mmcv and mm config scopes) warns on import
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner

@@ -3,11 +3,16 @@
     python tools/train.py configs/yolo_fastsnn_voc.py [--work-dir DIR]
 """
 import argparse
+import warnings
+
+# setuptools<82 (needed by mmcv and mm config scopes) warns on import
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from fastsnn_mm.utils.launch import (add_common_args, check_data, load_config,
+from fastsnn_mm.utils.launch import (add_common_args, check_data,
+                                     check_load_from, load_config,
                                      setup_distributed)
 
 
@@ -23,6 +28,8 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_data(cfg, ['train', 'val'])
+    if not cfg.get('resume'):
+        check_load_from(cfg)
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -88,6 +88,10 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded'):
 
     def fold_mean(t):
         if T > 1 and t.shape[0] == T * B:
-            return t.reshape(T, B, *t.shape[1:]).mean(0)
+            steps = t.reshape(T, B, *t.shape[1:])
+            total = steps[0]
+            for step in steps[1:]:  # the streaming mode's summation order,
+                total = total + step  # so both modes agree bit for bit
+            return total / T
         return t  # did not pass through any neuron: constant over time
     return _map(fold_mean, out)

@@ -41,6 +41,15 @@ def load_config(args):
     return cfg
 
 
+def check_load_from(cfg):
+    """A missing ``load_from`` (e.g. the previous bit-width not trained yet)
+    is one line, not mmengine's traceback."""
+    path = cfg.get('load_from')
+    if path and '://' not in path and not os.path.isfile(path):
+        fail(f'load_from checkpoint {path} not found (train the config it '
+             'comes from first, or pass --cfg-options load_from=PATH)')
+
+
 def check_data(cfg, splits):
     """Fail early, in one line, when a data root the run needs is missing."""
     from fastsnn_mm.datasets.check import check_data_root

@@ -55,10 +55,12 @@ class QTinyYOLO(BaseModule):
             raise ValueError(f'widen_factor must be positive, '
                              f'got {widen_factor!r}')
         if stem_stride not in (1, 2):
-            raise ValueError(f'stem_stride must be 1 or 2, got {stem_stride!r}')
+            raise ValueError(f'stem_stride must be 1 or 2, '
+                             f'got {stem_stride!r}')
         strides = tuple(strides)
         if not strides or any(s not in (1, 2) for s in strides):
-            raise ValueError(f'strides must be 1 or 2 per stage, got {strides}')
+            raise ValueError(f'strides must be 1 or 2 per stage, '
+                             f'got {strides}')
         self.num_stages = len(strides)
         stage_blocks = check_per_stage('stage_blocks', stage_blocks,
                                        self.num_stages)
