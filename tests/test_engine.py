@@ -117,3 +117,36 @@ def test_layerwise_loop_tunes_one_layer_at_a_time(qann_ckpt, tmp_path):
             assert row['mismatch_after'] <= row['mismatch_before']
     assert any(row['changed'] for row in loop.report)
     assert osp.isfile(osp.join(tmp_path, 'snn_finetuned_signed_T3.pth'))
+
+
+def _shrunk(config, data_root, work_dir):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.work_dir = str(work_dir)
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.dataset.data_root = data_root
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    cfg.train_cfg = dict(type='LayerwiseFinetuneLoop', iters_per_layer=1,
+                         evaluate=False, heldout_batches=1)
+    cfg.optim_wrapper = dict(optimizer=dict(type='SGD', lr=1e-3,
+                                            momentum=0.9))
+    cfg.param_scheduler = []
+    cfg.log_level = 'WARNING'
+    cfg.load_from = None
+    return cfg
+
+
+@pytest.mark.parametrize('config', ['configs/yolo_fastsnn_synthetic.py',
+                                    'configs/deeplab_fastsnn_synthetic.py'])
+def test_layerwise_loop_runs_for_detection_and_segmentation(
+        config, tiny_voc, tmp_path):
+    runner = Runner.from_cfg(_shrunk(config, tiny_voc, tmp_path))
+    runner.train()
+    report = runner.train_loop.report
+    assert len(report) > 5 and report[-1]['layer'] == 'output layers'
+    assert _has_neurons(runner.model)
+    T = runner.model.snn_cfg['timesteps']
+    assert osp.isfile(osp.join(tmp_path, f'snn_finetuned_signed_T{T}.pth'))
