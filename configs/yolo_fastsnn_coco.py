@@ -4,6 +4,7 @@
 #   python tools/test.py configs/yolo_fastsnn_coco.py \
 #       work_dirs/yolo_fastsnn_coco/epoch_60.pth --compare
 _base_ = [
+    './_base_/models/yolo_fastsnn_tiny.py',
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/default_runtime.py',
 ]
@@ -12,61 +13,8 @@ default_scope = 'mmdet'
 data_layout = ('COCO layout {root}/{{annotations/instances_{{train,val}}'
                '2017.json,train2017,val2017}}')
 
-bits = 3
-act_cfg = dict(type='QuantReLU', bits=bits, alpha=2.0)
 input_size = (416, 416)
-
-model = dict(
-    type='FastSNNSingleStageDetector',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='QTinyYOLO',
-        base_channels=16,
-        out_indices=(2, 3, 4),
-        act_cfg=act_cfg),
-    neck=dict(
-        type='YOLOV3Neck',
-        num_scales=3,
-        in_channels=[512, 256, 128],
-        out_channels=[256, 128, 64],
-        act_cfg=act_cfg),
-    bbox_head=dict(
-        type='YOLOV3Head',
-        num_classes=80,
-        in_channels=[256, 128, 64],
-        out_channels=[512, 256, 128],
-        act_cfg=act_cfg,
-        anchor_generator=dict(
-            type='YOLOAnchorGenerator',
-            base_sizes=[[(116, 90), (156, 198), (373, 326)],
-                        [(30, 61), (62, 45), (59, 119)],
-                        [(10, 13), (16, 30), (33, 23)]],
-            strides=[32, 16, 8]),
-        bbox_coder=dict(type='YOLOBBoxCoder'),
-        featmap_strides=[32, 16, 8],
-        loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True,
-                      loss_weight=1.0, reduction='sum'),
-        loss_conf=dict(type='CrossEntropyLoss', use_sigmoid=True,
-                       loss_weight=1.0, reduction='sum'),
-        loss_xy=dict(type='CrossEntropyLoss', use_sigmoid=True,
-                     loss_weight=2.0, reduction='sum'),
-        loss_wh=dict(type='MSELoss', loss_weight=2.0, reduction='sum')),
-    train_cfg=dict(
-        assigner=dict(type='GridAssigner', pos_iou_thr=0.5,
-                      neg_iou_thr=0.5, min_pos_iou=0)),
-    test_cfg=dict(
-        nms_pre=1000,
-        min_bbox_size=0,
-        score_thr=0.05,
-        conf_thr=0.005,
-        nms=dict(type='nms', iou_threshold=0.45),
-        max_per_img=100),
-    quant=dict(bits=bits))
+model = dict(bbox_head=dict(num_classes=80))
 
 backend_args = None
 train_pipeline = [
