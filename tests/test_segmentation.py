@@ -120,6 +120,7 @@ def test_train_one_iteration_then_snn_test_through_runner(tiny_voc,
         cfg[f'{split}_dataloader'].dataset.data_root = tiny_voc
     cfg.train_dataloader.batch_size = 2
     cfg.model.backbone.base_channels = 8
+    cfg.load_from = None  # no classification checkpoint here
     cfg.model.decode_head.in_channels = 64
     cfg.model.decode_head.channels = 16
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1,

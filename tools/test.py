@@ -47,8 +47,7 @@ def main():
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show_dir:
-        cfg.default_hooks.visualization.update(
-            dict(draw=True, test_out_dir=args.show_dir))
+        enable_drawing(cfg)
     check_data(cfg, ['test'])
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
@@ -60,6 +59,7 @@ def main():
 
     rows = []
     if not args.snn or args.compare:
+        draw_into(runner, args.show_dir, 'qann')
         rows.append(dict(model='QANN', neuron='-', T='-',
                          **runner.test()))
     if args.snn or args.compare:
@@ -67,12 +67,38 @@ def main():
             model.to_snn(timesteps=args.timesteps, neuron=neuron,
                          mode=args.mode)
             T = model.snn_cfg['timesteps']
+            draw_into(runner, args.show_dir, f'snn_{neuron}_T{T}')
             rows.append(dict(model='SNN', neuron=neuron, T=T,
                              **runner.test()))
     print_table(rows, runner.logger)
     if args.out_json:
         with open(args.out_json, 'w') as f:
             json.dump(rows, f, indent=2, default=float)
+
+
+def enable_drawing(cfg):
+    """Switch on the task's stock visualization hook."""
+    vis = cfg.default_hooks.get('visualization')
+    if vis is None:
+        fail('--show-dir needs a visualization hook in default_hooks')
+    if vis['type'] == 'VisualizationHook':  # mmpretrain
+        vis.update(enable=True)
+    else:  # mmdet / mmseg
+        vis.update(draw=True)
+
+
+def draw_into(runner, show_dir, label):
+    """Point the visualization hook at ``show_dir/label`` for this run, so
+    QANN and each SNN keep their own drawings (mmseg's hook writes through
+    the visualizer's backends under the work dir instead)."""
+    if not show_dir:
+        return
+    for hook in runner.hooks:
+        name = type(hook).__name__
+        if name == 'DetVisualizationHook':  # relative to the run dir
+            hook.test_out_dir = f'{show_dir}/{label}'
+        elif name == 'VisualizationHook':  # mmpretrain
+            hook.out_dir = f'{runner.work_dir}/{show_dir}/{label}'
 
 
 def print_table(rows, logger):
