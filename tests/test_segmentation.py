@@ -62,8 +62,9 @@ def _randomised(model, alpha=1.0, seed=0):
     return model.eval()
 
 
-def _tiny_deeplab(**quant):
+def _tiny_deeplab():
     """QResNet-18 (width 4, dilated) + stock ASPPHead (image pool too)."""
+    torch.manual_seed(0)
     act = dict(type='QuantReLU', bits=2)
     cfg = dict(
         type='FastSNNEncoderDecoder',
@@ -74,7 +75,7 @@ def _tiny_deeplab(**quant):
         decode_head=dict(type='ASPPHead', in_channels=32, channels=8,
                          dilations=(1, 2, 3), num_classes=3,
                          norm_cfg=dict(type='BN'), act_cfg=act),
-        test_cfg=ConfigDict(mode='whole'), quant=dict(bits=2, **quant))
+        test_cfg=ConfigDict(mode='whole'), quant=dict(bits=2))
     return _randomised(_models().build(cfg))
 
 
@@ -143,6 +144,7 @@ def test_train_one_iteration_then_snn_test_through_runner(tiny_voc,
 def test_snn_logits_have_qann_shape_and_exact_values_for_one_layer():
     # a linear backbone and one QuantReLU fed by it: that neuron sees the
     # same input every step, so its count is exactly the QANN level
+    torch.manual_seed(0)
     act = dict(type='QuantReLU', bits=3, alpha=1.0)
     cfg = dict(
         type='FastSNNEncoderDecoder',
@@ -169,18 +171,22 @@ def test_deeplab_snn_shapes_and_folded_equals_streaming():
     model = _tiny_deeplab()
     x = torch.randn(2, 3, 32, 32)
     qann = model._forward(x)
-    outs = {}
+    outs, pool_out = {}, []
     for neuron in ('signed', 'unsigned'):
         for mode in ('folded', 'streaming'):
             model.to_snn(neuron=neuron, mode=mode)
+            pool = model.decode_head.image_pool[1].activate
+            hook = pool.register_forward_hook(
+                lambda m, i, o: pool_out.append(o.abs().sum()))
             outs[neuron, mode] = model._forward(x)
+            hook.remove()
             assert outs[neuron, mode].shape == qann.shape == (2, 3, 8, 8)
         assert torch.equal(outs[neuron, 'folded'], outs[neuron, 'streaming'])
     assert len({id(n) for n in model.neurons}) == len(model.neurons) > 20
     assert all(isinstance(n, IFNeuron) for n in model.neurons)
-    # the image-pool branch is on the spiking path: its neuron fired
-    pool = model.decode_head.image_pool[1].activate
+    # the image-pool branch is on the spiking path and its neuron fires
     assert isinstance(pool, IFNeuron) and pool.timesteps == 3
+    assert sum(pool_out) > 0
 
 
 @torch.no_grad()

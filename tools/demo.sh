@@ -14,11 +14,11 @@ mkdir -p "$OUT"
 stage() { echo; echo "=== [demo] $* ==="; }
 last_ckpt() { cat "$1/last_checkpoint"; }
 
-train_and_compare() {  # name config [extra test args...]
+train_and_compare() {  # name config [extra test args...]; TRAIN_ARGS for train
   local name=$1 config=$2; shift 2
   stage "$name: training the 3-bit QANN ($config)"
   local t0=$SECONDS
-  "$PY" tools/train.py "$config" --work-dir "$OUT/$name"
+  "$PY" tools/train.py "$config" --work-dir "$OUT/$name" ${TRAIN_ARGS:-}
   echo "[demo] $name: training took $((SECONDS - t0)) s"
   stage "$name: QANN vs SNN (signed, unsigned) at T = 2^b - 1"
   "$PY" tools/test.py "$config" "$(last_ckpt "$OUT/$name")" \
@@ -31,8 +31,13 @@ for s in $STAGES; do
     cls) train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py ;;
     det) train_and_compare det configs/yolo_fastsnn_synthetic.py \
            --show-dir vis ;;
-    seg) train_and_compare seg configs/deeplab_fastsnn_synthetic.py \
-           --show-dir vis ;;
+    seg)
+      # the segmentor's backbone starts from the demo classifier's weights
+      [ -f "$OUT/cls/last_checkpoint" ] || \
+        train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py
+      TRAIN_ARGS="--cfg-options load_from=$(last_ckpt "$OUT/cls")" \
+        train_and_compare seg configs/deeplab_fastsnn_synthetic.py \
+          --show-dir vis ;;
     finetune)
       stage "finetune: 2-bit QANN from the 3-bit one, then layer-wise SNN tuning at T=3"
       "$PY" tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit.py \
