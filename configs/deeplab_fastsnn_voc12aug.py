@@ -9,7 +9,8 @@
 #       work_dirs/deeplab_fastsnn_voc12aug/iter_20000.pth --compare
 # Progressive training (Fast-SNN): train deeplab_fastsnn_voc12aug_4bit.py
 # first, then this config with
-#   --cfg-options load_from=work_dirs/deeplab_fastsnn_voc12aug_4bit/iter_20000.pth
+#   --cfg-options \
+#   load_from=work_dirs/deeplab_fastsnn_voc12aug_4bit/iter_20000.pth
 # and deeplab_fastsnn_voc12aug_2bit.py from this one's checkpoint.
 # For ImageNet weights set backbone.init_cfg=dict(type='Pretrained', ...)
 # to a QResNet-34 checkpoint.

@@ -3,6 +3,7 @@
 # 10x smaller learning rate than training from scratch.
 _base_ = './deeplab_fastsnn_voc12aug.py'
 
+# quant.bits re-bits every QuantReLU, those built from act_cfg too
 model = dict(quant=dict(bits=2))
 optim_wrapper = dict(optimizer=dict(lr=0.001))
 load_from = 'work_dirs/deeplab_fastsnn_voc12aug/iter_20000.pth'
