@@ -2,7 +2,13 @@
 
 1. Time: wall(SNN folded, T) / (T x wall(QANN)) on the same batch. Below 1.0
    means the SNN costs less than T QANN passes: the layers before the first
-   neuron see the same input at every step and run once.
+   neuron see the same input at every step and run once, and the neuron
+   update is one fused pass per layer (the compiled kernel). Measured in
+   pairs: each round times T QANN passes and one SNN pass back to back, so
+   load from elsewhere on the machine hits both; the median of the per-round
+   ratios is reported. --reference adds rows with the reference neuron loop
+   (FASTSNN_IF_KERNEL=0) for comparison; --time-chunk adds rows that fold
+   at most that many steps per pass.
 2. Memory: peak memory of streaming-mode SNN inference / QANN inference, at
    T=15. Each case runs in a fresh process (big allocations are mmap'ed so
    freed memory leaves the resident set); the kernel's peak-RSS mark is
@@ -25,6 +31,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+
+
+MEMORY_CASES = ('qann', 'streaming', 'folded', 'folded-all-T')
 
 
 def build(width, bits, seed=0):
@@ -50,14 +59,25 @@ def build(width, bits, seed=0):
     return net
 
 
-def timeit(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _wall(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def paired(base, other, repeats):
+    """Median wall times of ``base`` and ``other`` and the median of their
+    per-round ratio other/base, rounds alternating which goes first."""
+    base(), other()  # warm-up
+    tb, to, ratios = [], [], []
+    for r in range(repeats):
+        if r % 2:
+            o, b = _wall(other), _wall(base)
+        else:
+            b, o = _wall(base), _wall(other)
+        tb.append(b), to.append(o), ratios.append(o / b)
+    return (statistics.median(tb), statistics.median(to),
+            statistics.median(ratios), min(ratios), max(ratios))
 
 
 def rss_bytes():
@@ -83,8 +103,11 @@ def memory_case(args):
     net = build(args.width, args.bits)
     if args.case != 'qann':
         from fastsnn_mm import convert_to_snn
-        net = convert_to_snn(net, timesteps=args.mem_timesteps,
-                             mode=args.case, inplace=True)
+        T = args.mem_timesteps
+        mode = 'streaming' if args.case == 'streaming' else 'folded'
+        chunk = T if args.case == 'folded-all-T' else None
+        net = convert_to_snn(net, timesteps=T, mode=mode, inplace=True,
+                             time_chunk=chunk)
     model_bytes = sum(t.numel() * t.element_size() for t in
                       list(net.parameters()) + list(net.buffers()))
     gc.collect()
@@ -117,9 +140,14 @@ def main():
     p.add_argument('--bits', type=int, default=3)
     p.add_argument('--timesteps', type=int, nargs='+', default=[3, 7, 15])
     p.add_argument('--mem-timesteps', type=int, default=15)
-    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--time-chunk', type=int, nargs='*', default=[],
+                   help='also time folded runs presenting this many steps '
+                   'per pass')
+    p.add_argument('--reference', action='store_true',
+                   help='also time the reference (uncompiled) neuron loop')
     p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--child', choices=['qann', 'folded', 'streaming'])
+    p.add_argument('--child', choices=MEMORY_CASES)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,20 +161,38 @@ def main():
     print(f'QResNet-18 width {args.width}, {args.bits}-bit, batch '
           f'{args.batch}x3x{args.size}x{args.size}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    # None: the default (chunk chosen from FOLD_BYTES); 0: all T at once
+    variants = [(None, 'kernel'), (0, 'kernel')] + \
+        [(c, 'kernel') for c in args.time_chunk]
+    if args.reference:
+        variants.append((None, 'reference'))
+    print(f'\n| T | time chunk | neuron update | T x QANN (ms) | '
+          'SNN folded (ms) | SNN / (T x QANN), median | min - max |')
+    print('|---|---|---|---|---|---|---|')
     with torch.no_grad():
-        t_qann = timeit(lambda: net(x), args.repeats)
-        print(f'\n| T | QANN (ms) | SNN folded (ms) | SNN / (T x QANN) |')
-        print('|---|---|---|---|')
         for T in args.timesteps:
-            snn = convert_to_snn(net, timesteps=T)
-            t_snn = timeit(lambda: snn(x), args.repeats)
-            print(f'| {T} | {t_qann * 1e3:.1f} | {t_snn * 1e3:.1f} | '
-                  f'{t_snn / (T * t_qann):.3f} |')
+            def qann_T():
+                for _ in range(T):
+                    net(x)
+            for chunk, update in variants:
+                if chunk is not None and chunk >= T:
+                    continue
+                os.environ['FASTSNN_IF_KERNEL'] = \
+                    '1' if update == 'kernel' else '0'
+                snn = convert_to_snn(net, timesteps=T,
+                                     time_chunk=T if chunk == 0 else chunk)
+                tq, ts, ratio, lo, hi = paired(qann_T, lambda: snn(x),
+                                               args.repeats)
+                label = {None: 'auto', 0: 'all T'}.get(chunk, chunk)
+                print(f"| {T} | {label} | {update} | "
+                      f'{tq * 1e3:.0f} | {ts * 1e3:.0f} | {ratio:.3f} | '
+                      f'{lo:.2f} - {hi:.2f} |', flush=True)
+    os.environ.pop('FASTSNN_IF_KERNEL', None)
 
     print(f'\nPeak memory of one inference at T={args.mem_timesteps} '
           '(fresh process each; working = peak resident memory above the '
           'idle process with model and input loaded):')
-    peaks = {c: run_child(c, args) for c in ('qann', 'streaming', 'folded')}
+    peaks = {c: run_child(c, args) for c in MEMORY_CASES}
     q = peaks['qann']
     print('| case | working (MiB) | model (MiB) | total (MiB) | total / QANN |'
           ' working / QANN |')

@@ -6,6 +6,7 @@ from torch import nn
 from fastsnn_mm import (IFNeuron, QuantReLU, SignedIFNeuron, SpikingNetwork,
                         UnconvertibleModelError, convert_to_snn)
 from fastsnn_mm.models.backbones import QResNet
+from fastsnn_mm.spiking.fold_bn import FoldedConv2d
 
 
 class SmallResNet(nn.Module):
@@ -119,7 +120,8 @@ def test_weight_quantized_layers_are_baked():
     assert qconvs
     snn = convert_to_snn(net)
     plain = [m for m in snn.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert all(type(m) in (nn.Conv2d, nn.Linear) for m in plain)
+    assert all(type(m) in (nn.Conv2d, FoldedConv2d, nn.Linear)
+               for m in plain)
     assert len(plain) == len(qconvs)
     for q, p in zip(qconvs, plain):
         assert torch.equal(p.weight, q.quantized_weight().detach())

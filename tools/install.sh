@@ -26,6 +26,7 @@ CURRENT_STEP="check python"
 # The stamp covers every file that decides what gets installed.
 stamp_of() {
   cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/tools/install.sh" \
+    "$ROOT"/fastsnn_mm/spiking/*.c \
     | sha256sum | cut -d' ' -f1
 }
 STAMP_FILE="$VENV/.fastsnn-install-stamp"
@@ -89,7 +90,7 @@ step "installing fastsnn_mm (editable)"
 "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
 
 CURRENT_STEP="check imports"
-"$PY" -c 'from mmcv.ops import nms, batched_nms; import mmdet.models, mmseg.models, mmpretrain.models, fastsnn_mm; print("[install] imports ok: mmcv.ops, mmdet, mmseg, mmpretrain, fastsnn_mm")'
+"$PY" -c 'from mmcv.ops import nms, batched_nms; import mmdet.models, mmseg.models, mmpretrain.models, fastsnn_mm; from fastsnn_mm.spiking import _if_kernel; print("[install] imports ok: mmcv.ops, mmdet, mmseg, mmpretrain, fastsnn_mm (+ compiled IF kernel)")'
 
 stamp_of > "$STAMP_FILE"
 step "done"

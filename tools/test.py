@@ -33,6 +33,9 @@ def parse_args():
                         choices=['signed', 'unsigned'])
     parser.add_argument('--mode', default='folded',
                         choices=['folded', 'streaming'])
+    parser.add_argument('--time-chunk', type=int, default=None,
+                        help='folded mode: at most this many steps per pass '
+                        '(bounds memory; same spikes)')
     parser.add_argument('--show-dir', help='save drawn predictions here')
     parser.add_argument('--out-json', help='write the metric table as JSON')
     return parser.parse_args()
@@ -42,6 +45,10 @@ def main():
     args = parse_args()
     if args.timesteps is not None and args.timesteps < 1:
         fail(f'--timesteps must be >= 1, got {args.timesteps}')
+    if args.time_chunk is not None and (args.time_chunk < 1
+                                        or args.mode != 'folded'):
+        fail('--time-chunk must be >= 1 and needs --mode folded, got '
+             f'{args.time_chunk} with --mode {args.mode}')
     if not os.path.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
     cfg = load_config(args)
@@ -65,7 +72,7 @@ def main():
     if args.snn or args.compare:
         for neuron in args.neuron:
             model.to_snn(timesteps=args.timesteps, neuron=neuron,
-                         mode=args.mode)
+                         mode=args.mode, time_chunk=args.time_chunk)
             T = model.snn_cfg['timesteps']
             draw_into(runner, args.show_dir, f'snn_{neuron}_T{T}')
             rows.append(dict(model='SNN', neuron=neuron, T=T,

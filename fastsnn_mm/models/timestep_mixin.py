@@ -13,7 +13,7 @@ load as alphas) load into it first by the usual mm means.
 """
 from ..quantization import quantize_model
 from ..spiking import convert_to_snn, neurons_of, run_timesteps
-from ..spiking.runner import check_mode, check_timesteps
+from ..spiking.runner import check_mode, check_time_chunk, check_timesteps
 
 
 class TimestepMixin:
@@ -28,7 +28,9 @@ class TimestepMixin:
             snn = dict(snn)
             if snn.get('timesteps') is not None:
                 check_timesteps(snn['timesteps'])
-            check_mode(snn.get('mode', 'folded'))
+            mode = check_mode(snn.get('mode', 'folded'))
+            if snn.get('time_chunk') is not None:
+                check_time_chunk(snn['time_chunk'], mode, 1)
             self._pending_snn = snn
 
     # -- state -----------------------------------------------------------
@@ -43,10 +45,12 @@ class TimestepMixin:
             self._pending_snn = None
             convert_to_snn(self, inplace=True, **pending)
 
-    def set_snn(self, timesteps, neuron='signed', mode='folded'):
+    def set_snn(self, timesteps, neuron='signed', mode='folded',
+                time_chunk=None):
         """Called by :func:`convert_to_snn` once neurons are in place."""
-        self.snn_cfg = dict(timesteps=check_timesteps(timesteps),
-                            neuron=neuron, mode=check_mode(mode))
+        T = check_timesteps(timesteps)
+        self.snn_cfg = dict(timesteps=T, neuron=neuron, mode=check_mode(mode),
+                            time_chunk=time_chunk)
 
     def to_snn(self, **kwargs):
         """Convert this model in place (see :func:`convert_to_snn`)."""
@@ -62,7 +66,8 @@ class TimestepMixin:
         """Run :meth:`spiking_path` as a T-step SNN, outputs averaged over T."""
         cfg = self.snn_cfg
         return run_timesteps(self, self.spiking_path, inputs,
-                             cfg['timesteps'], cfg['mode'])
+                             cfg['timesteps'], cfg['mode'],
+                             cfg.get('time_chunk'))
 
     def refuse_snn_loss(self):
         raise RuntimeError(

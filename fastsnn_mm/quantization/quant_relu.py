@@ -52,12 +52,17 @@ class QuantReLU(nn.Module):
     Args:
         bits (int): activation bits, 1..8.
         alpha (float): initial clip value (learnable, one per layer).
-        inplace (bool): accepted for ``ConvModule(act_cfg=...)``; ignored.
+        inplace (bool): as ``nn.ReLU(inplace=True)``, the author's word
+            that nothing else reads this layer's input after it. The QANN
+            ignores it (its gradient needs the input); the SNN neuron that
+            replaces it then writes its spikes over its input (one tensor
+            less per step). ``ConvModule`` passes True, as for ReLU.
     """
 
     def __init__(self, bits: int = 3, alpha: float = 4.0, inplace: bool = False):
         super().__init__()
         self.bits = check_bits(bits)
+        self.inplace = bool(inplace)
         if not alpha > 0:
             raise ValueError(f'QuantReLU alpha must be positive, got {alpha!r}')
         self.alpha = nn.Parameter(torch.tensor([float(alpha)]))

@@ -118,7 +118,8 @@ def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,
             child.set_bits(bits)
         elif type(child) is nn.ReLU:
             if id(child) not in replaced:
-                replaced[id(child)] = QuantReLU(bits, **kwargs)
+                replaced[id(child)] = QuantReLU(bits, inplace=child.inplace,
+                                                **kwargs)
             setattr(parent, attr, replaced[id(child)])
         elif isinstance(child, _OTHER_ACTS):
             others.append(f'{name} ({type(child).__name__})')

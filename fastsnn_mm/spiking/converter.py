@@ -11,8 +11,10 @@ import fnmatch
 from torch import nn
 
 from ..quantization import QuantReLU
+from .fold_bn import fold_batchnorm
 from .neurons import NEURONS, IFNeuron
-from .runner import check_mode, check_timesteps, run_timesteps
+from .runner import (check_mode, check_time_chunk, check_timesteps,
+                     run_timesteps)
 
 #: module type -> what to use instead in a convertible model
 UNCONVERTIBLE = {
@@ -110,7 +112,8 @@ def replace_quant_relus(model, timesteps=None, neuron='signed'):
             if isinstance(child, QuantReLU):
                 setattr(parent, name, cls.from_quant_relu(child, timesteps))
             elif isinstance(child, IFNeuron):  # re-conversion: new T / type
-                new = cls(child.theta.item(), timesteps, child.bits)
+                new = cls(child.theta.item(), timesteps, child.bits,
+                          child.inplace)
                 setattr(parent, name, new)
     return timesteps
 
@@ -119,19 +122,21 @@ class SpikingNetwork(nn.Module):
     """A plain converted network: ``forward(x)`` presents x for T steps and
     returns the last layer's output averaged over T."""
 
-    def __init__(self, module, timesteps, mode='folded'):
+    def __init__(self, module, timesteps, mode='folded', time_chunk=None):
         super().__init__()
         self.module = module
         self.timesteps = check_timesteps(timesteps)
         self.mode = check_mode(mode)
+        check_time_chunk(time_chunk, mode, timesteps)
+        self.time_chunk = time_chunk
 
     def forward(self, x):
         return run_timesteps(self.module, self.module, x, self.timesteps,
-                             self.mode)
+                             self.mode, self.time_chunk)
 
 
 def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
-                   skip=(), inplace=False):
+                   skip=(), inplace=False, time_chunk=None, fold_bn=False):
     """Convert a QANN into its Fast-SNN.
 
     Args:
@@ -142,6 +147,15 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
         mode (str): 'folded' or 'streaming'.
         skip: module-path patterns left out of the unconvertible check.
         inplace (bool): convert ``model`` itself instead of a deep copy.
+        time_chunk (int | None): folded mode only: present at most this
+            many steps per call (memory grows with it, not with T); the
+            spikes are the same for every choice.
+        fold_bn (bool): fold eval-mode BN into the conv before it at
+            inference (see :mod:`fastsnn_mm.spiking.fold_bn`); parameters
+            and checkpoint keys are unchanged. Off by default: it keeps a
+            folded copy of those weights (more memory) for a few percent of
+            time, and outputs then differ from the QANN's BN in the last
+            float bits.
 
     Returns:
         An mm task wrapper of fastsnn_mm converts itself and is returned in
@@ -149,6 +163,8 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
         :class:`SpikingNetwork`.
     """
     check_mode(mode)
+    if time_chunk is not None:
+        check_time_chunk(time_chunk, mode, 1)
     if neuron not in NEURONS:
         raise ValueError(
             f"neuron must be one of {sorted(NEURONS)}, got {neuron!r}")
@@ -158,11 +174,15 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     if not inplace:
         model = copy.deepcopy(model)
     _bake_weights(model)
+    if fold_bn:
+        fold_batchnorm(model)
     T = replace_quant_relus(model, timesteps, neuron)
     if hasattr(model, 'set_snn'):
-        model.set_snn(timesteps=T, neuron=neuron, mode=mode)
+        model.set_snn(timesteps=T, neuron=neuron, mode=mode,
+                      time_chunk=time_chunk)
         return model
     if isinstance(model, SpikingNetwork):
         model.timesteps, model.mode = T, mode
+        model.time_chunk = time_chunk
         return model
-    return SpikingNetwork(model.eval(), T, mode)
+    return SpikingNetwork(model.eval(), T, mode, time_chunk)

@@ -14,11 +14,17 @@ Two execution modes give the same spikes:
     before the first neuron ran only once) and loops over T itself.
   * streaming: the network is called once per step; the neuron keeps V and
     its count between calls. Memory does not grow with T.
+  * folded in time chunks: each call presents a chunk of S < T steps folded
+    into the batch, state carried over as in streaming; memory grows with
+    S, not T.
+The update itself runs in the compiled kernel (``kernel.py``) when it can,
+else in the reference loop below; both give the same bits.
 """
 import torch
 from torch import nn
 
 from ..registry import MODELS
+from . import kernel
 
 #: A membrane this far below zero counts as negative (absorbs float noise).
 NEG_EPS = 1e-6
@@ -31,7 +37,8 @@ def new_state(like, theta, signed: bool, timesteps: int):
     T <= 127 at a quarter of float's memory, which matters in streaming
     mode, where every neuron keeps its state for the whole run.
     """
-    v = torch.full_like(like, 0.5).mul_(theta)
+    v = torch.full(like.shape, 0.5, dtype=like.dtype,
+                   device=like.device).mul_(theta)
     dtype = torch.int8 if timesteps <= 127 else torch.int32
     count = torch.zeros(like.shape, dtype=dtype,
                         device=like.device) if signed else None
@@ -70,20 +77,24 @@ class IFNeuron(nn.Module):
     signed = False
 
     def __init__(self, theta: float = 1.0, timesteps: int = 1,
-                 bits: int = None):
+                 bits: int = None, inplace: bool = False):
         super().__init__()
+        #: may write spikes over the input (QuantReLU's ``inplace``)
+        self.inplace = bool(inplace)
         self.register_buffer('theta', torch.tensor([float(theta)]))
         #: bits of the QuantReLU this neuron replaced (decides default T)
         self.bits = bits
         self.timesteps = int(timesteps)
         self.mode = 'folded'
         self.batch_size = None  # set by the runner in folded mode
+        self.step_bytes = 0  # size of one step's input (last call)
         self.reset()
 
     @classmethod
     def from_quant_relu(cls, qrelu, timesteps: int):
         theta = qrelu.alpha.detach().abs().clamp_min(1e-8).item()
-        return cls(theta=theta, timesteps=timesteps, bits=qrelu.bits)
+        return cls(theta=theta, timesteps=timesteps, bits=qrelu.bits,
+                   inplace=getattr(qrelu, 'inplace', False))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a QANN checkpoint stores the threshold as its QuantReLU's alpha
@@ -93,44 +104,74 @@ class IFNeuron(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset(self):
-        """Forget the membrane state (streaming mode); called per batch."""
+        """Forget the membrane state; the runner calls this per batch."""
         self.states = []  # one (v, count) per call site of this module
+        self.steps = self.timesteps if self.mode == 'folded' else 1
         self.begin_step()
 
-    def begin_step(self):
-        """Streaming: a new time step starts (the runner calls this)."""
+    def begin_step(self, steps: int = None):
+        """A new call of the network starts, presenting ``steps`` time steps
+        (streaming: 1; folded: all T, or a chunk of them)."""
         self.calls = 0
+        if steps is not None:
+            self.steps = steps
 
     def forward(self, x):
         theta = self.theta.to(x.dtype)
-        if self.mode == 'streaming':
-            return self._stream_step(x, theta)
-        T, B = self.timesteps, self.batch_size
+        S, B = self.steps, self.batch_size
         if B is None:
             raise RuntimeError(
                 f'{type(self).__name__} called outside a timestep runner: '
                 'use the converted model (convert_to_snn) to run it')
-        if x.shape[0] == B * T and T > 1:
-            spikes = if_loop(x.reshape(T, B, *x.shape[1:]), theta,
-                             self.signed, False, T)
+        if x.shape[0] == S * B and S > 1:
+            steps, constant = x.reshape(S, B, *x.shape[1:]), False
         elif x.shape[0] == B:
-            # time-invariant input: the layers before ran once, not T times
-            spikes = if_loop(x, theta, self.signed, True, T)
+            # time-invariant input: the layers before ran once, not S times
+            steps, constant = x, True
         else:
             raise RuntimeError(
                 f'{type(self).__name__}: batch {x.shape[0]} is neither B={B} '
-                f'nor T*B={T * B}')
-        return (spikes * theta).reshape(T * B, *x.shape[1:])
+                f'nor {S} steps x B={S * B}')
+        step_shape = x.shape if constant else steps.shape[1:]
+        self.step_bytes = step_shape.numel() * x.element_size()
+        if S == self.timesteps:  # the whole run in this call: fresh state
+            out = self._run_fresh(steps, theta, constant)
+        else:  # state carries over to the next call (streaming, chunks)
+            out = self._run_stateful(steps, theta, constant, step_shape)
+        return out.reshape(S * B, *x.shape[1:])
 
-    def _stream_step(self, x, theta):
+    def _write_over_input(self) -> bool:
+        # a hook may read the input after forward (statistics, fine-tuning)
+        return self.inplace and not (
+            self._forward_hooks or self._forward_pre_hooks
+            or nn.modules.module._global_forward_hooks)
+
+    def _run_fresh(self, steps, theta, constant):
+        T = self.timesteps
+        if kernel.usable(steps, theta):
+            return kernel.if_folded(steps, theta, self.signed, constant, T,
+                                    NEG_EPS, self._write_over_input())
+        return if_loop(steps, theta, self.signed, constant, T) * theta
+
+    def _run_stateful(self, steps, theta, constant, step_shape):
         # an mm block may call one activation module at several places;
         # each call site is its own neuron layer with its own state
         if self.calls == len(self.states):
-            self.states.append(new_state(x, theta, self.signed,
+            like = steps if constant else steps[0]
+            self.states.append(new_state(like, theta, self.signed,
                                          self.timesteps))
         v, count = self.states[self.calls]
         self.calls += 1
-        return if_step(v, count, x, theta, self.signed) * theta
+        S = self.steps
+        if kernel.usable(steps, v, theta):
+            return kernel.if_stateful(v, count, steps, theta, self.signed,
+                                      constant, S, NEG_EPS,
+                                      self._write_over_input())
+        out = steps.new_empty((S, *step_shape))
+        for t in range(S):
+            out[t] = if_step(v, count, steps if constant else steps[t],
+                             theta, self.signed) * theta
+        return out
 
     def extra_repr(self):
         return (f'theta={self.theta.item():.4g}, timesteps={self.timesteps}, '

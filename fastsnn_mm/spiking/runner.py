@@ -3,6 +3,8 @@
 Folded: the input is presented once with batch B; the first neuron expands
 it to T steps, later layers see [T*B, ...], and outputs are averaged over T.
 Streaming: the path is called T times on the same input; neurons keep state.
+Folded in chunks (``time_chunk``): ceil(T / chunk) calls, each folding up to
+chunk steps into the batch, state carried over between calls.
 Either way the neuron state is reset before every batch by the runner, never
 left to the caller.
 """
@@ -13,6 +15,13 @@ import torch
 from .neurons import IFNeuron
 
 MODES = ('folded', 'streaming')
+
+#: By default folded mode presents as many steps per pass as keep each
+#: time-folded activation under this size. Folding all T steps at once makes
+#: every tensor T times the QANN's; past glibc's mmap threshold (32 MiB) each
+#: one is fresh memory from the OS, and the page faults cost more than the
+#: passes saved (measured in benchmarks/bench_snn.py). It also bounds memory.
+FOLD_BYTES = 16 * 2**20
 
 
 def neurons_of(model):
@@ -32,6 +41,21 @@ def check_timesteps(timesteps) -> int:
     return timesteps
 
 
+def check_time_chunk(time_chunk, mode: str, timesteps: int):
+    """Steps per call: 1 (streaming), the chunk asked for, or None (folded,
+    chosen from :data:`FOLD_BYTES`)."""
+    if time_chunk is None:
+        return None if mode == 'folded' else 1
+    if mode != 'folded':
+        raise ValueError('time_chunk applies to folded mode only '
+                         f'(mode={mode!r})')
+    if isinstance(time_chunk, bool) or not isinstance(time_chunk, int) \
+            or time_chunk < 1:
+        raise ValueError(
+            f'time_chunk must be an integer >= 1, got {time_chunk!r}')
+    return min(time_chunk, timesteps)
+
+
 @contextmanager
 def timestep_context(model, timesteps: int, batch_size: int, mode: str):
     """Configure every neuron for one batch and clear its state after."""
@@ -47,51 +71,91 @@ def timestep_context(model, timesteps: int, batch_size: int, mode: str):
             n.batch_size = None
 
 
-def _map(fn, out):
+def _flatten(out, leaves):
+    """Tensors of a nested output, in order; returns a rebuild function."""
     if isinstance(out, torch.Tensor):
-        return fn(out)
+        leaves.append(out)
+        return lambda it: next(it)
     if isinstance(out, (list, tuple)):
-        return type(out)(_map(fn, o) for o in out)
+        parts = [_flatten(o, leaves) for o in out]
+        return lambda it: type(out)(p(it) for p in parts)
     if isinstance(out, dict):
-        return {k: _map(fn, v) for k, v in out.items()}
-    return out
+        parts = {k: _flatten(v, leaves) for k, v in out.items()}
+        return lambda it: {k: p(it) for k, p in parts.items()}
+    return lambda it: out
 
 
-def _add(a, b):
-    if isinstance(a, torch.Tensor):
-        return a + b
-    if isinstance(a, (list, tuple)):
-        return type(a)(_add(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return {k: _add(a[k], b[k]) for k in a}
-    return a
+class _Average:
+    """Running sum of a T-step output, one step at a time in time order, so
+    folded, chunked and streaming runs give the same bits."""
+
+    def __init__(self, T, B):
+        self.T, self.B = T, B
+        self.rebuild, self.sums, self.const = None, None, None
+
+    def add(self, out, steps):
+        leaves = []
+        rebuild = _flatten(out, leaves)
+        if self.sums is None:
+            self.rebuild = rebuild
+            self.sums = [None] * len(leaves)
+            self.const = [False] * len(leaves)
+        for i, t in enumerate(leaves):
+            if self.const[i]:
+                continue
+            if steps > 1 and t.shape[0] == steps * self.B:
+                per_step = t.reshape(steps, self.B, *t.shape[1:]).unbind(0)
+            elif steps == 1:
+                per_step = (t, )
+            else:  # did not pass through any neuron: constant over time
+                self.sums[i], self.const[i] = t, True
+                continue
+            for step in per_step:
+                self.sums[i] = step if self.sums[i] is None \
+                    else self.sums[i] + step
+
+    def mean(self):
+        T = self.T
+        means = [s if c or T == 1 else s / T
+                 for s, c in zip(self.sums, self.const)]
+        return self.rebuild(iter(means))
 
 
-def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded'):
+def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
+                  time_chunk: int = None):
     """Call ``path(x)`` as a T-step SNN and return outputs averaged over T.
 
     ``model`` is the module holding the neurons; ``path`` the callable that
     maps the (time-invariant) input to the last linear layers' outputs.
+    ``time_chunk`` (folded mode) presents at most that many steps per call;
+    None picks it so that each folded activation stays under
+    :data:`FOLD_BYTES` (pass T or more to fold all steps at once). Every
+    choice gives the same bits.
     """
     T = check_timesteps(timesteps)
+    chunk = check_time_chunk(time_chunk, check_mode(mode), T)
     B = x.shape[0]
-    with timestep_context(model, T, B, check_mode(mode)) as neurons:
-        if mode == 'streaming':
-            total = None
-            for _ in range(T):
-                for n in neurons:
-                    n.begin_step()
-                out = path(x)
-                total = out if total is None else _add(total, out)
-            return _map(lambda t: t / T, total)
-        out = path(x)
+    avg = _Average(T, B)
+    # per-sample bytes of one step's largest neuron input, per input shape,
+    # learnt from a first one-step pass when the chunk is left to us
+    known = model.__dict__.setdefault('_fastsnn_step_bytes', {})
+    key = tuple(x.shape[1:])
+    if chunk is None and key in known:
+        chunk = _auto_chunk(known[key] * B, T)
+    with timestep_context(model, T, B, mode) as neurons:
+        start = 0
+        while start < T:
+            steps = min(chunk or 1, T - start)
+            for n in neurons:
+                n.begin_step(steps)
+            avg.add(path(x), steps)
+            start += steps
+            if chunk is None:
+                per_step = max((n.step_bytes for n in neurons), default=0)
+                known[key] = per_step / B
+                chunk = _auto_chunk(per_step, T)
+    return avg.mean()
 
-    def fold_mean(t):
-        if T > 1 and t.shape[0] == T * B:
-            steps = t.reshape(T, B, *t.shape[1:])
-            total = steps[0]
-            for step in steps[1:]:  # the streaming mode's summation order,
-                total = total + step  # so both modes agree bit for bit
-            return total / T
-        return t  # did not pass through any neuron: constant over time
-    return _map(fold_mean, out)
+
+def _auto_chunk(step_bytes, T):
+    return max(1, min(T, int(FOLD_BYTES // max(step_bytes, 1))))

@@ -20,6 +20,9 @@ def build_act(cfg) -> nn.Module:
     if cfg['type'] == 'ReLU':
         cfg.pop('type')
         return nn.ReLU(**cfg)
+    if cfg['type'] == 'QuantReLU':
+        # each call site's input is a temporary no one else reads
+        cfg.setdefault('inplace', True)
     return MODELS.build(cfg)
 
 

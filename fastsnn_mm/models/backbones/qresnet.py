@@ -17,6 +17,9 @@ from ._layers import (DEFAULT_INIT, build_act, build_norm, check_indices,
 class QBasicBlock(nn.Module):
     """conv3x3-BN-act-conv3x3-BN, + shortcut, then an activation of its own."""
 
+    #: conv -> BN pairs that forward runs back to back (the SNN folds them)
+    conv_bn_pairs = (('conv1', 'bn1'), ('conv2', 'bn2'))
+
     def __init__(self, in_ch, out_ch, stride, dilation, norm_cfg, act_cfg,
                  avg_down=False):
         super().__init__()

@@ -1,0 +1,195 @@
+/*
+ * Fused integrate-and-fire update over T steps (float32, CPU).
+ *
+ * Why: the neuron update is elementwise and memory-bound. Written as torch
+ * ops, every step makes ~10 passes over the activation and allocates masks.
+ * Here each element's membrane stays in a register (or a small block on the
+ * stack) for all T steps: one read of the input per step, one write of the
+ * output. The arithmetic is the reference loop's (neurons.if_step), in the
+ * same order, so the outputs are bit-identical; -ffp-contract=off keeps the
+ * compiler from fusing a*b+c, and -fno-trapping-math (no FP traps are used)
+ * lets it turn the selects into vector blends.
+ *
+ * No numpy or torch headers: tensors arrive as raw data pointers (Python
+ * ints) from fastsnn_mm/spiking/kernel.py, which checks dtype, device and
+ * contiguity first.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 512           /* elements per stack block in folded mode */
+#define MIN_PER_THREAD 32768 /* below this a thread costs more than it saves */
+
+typedef struct {
+    const float *x;   /* [T, n] or [n] when x_step == 0 */
+    float *out;       /* [T, n] */
+    float *v;         /* streaming: persistent membrane [n]; NULL: folded */
+    void *count;      /* streaming + signed: persistent net count [n] */
+    int count_bytes;  /* 1 (int8) or 4 (int32) */
+    int64_t n, begin, end, x_step;
+    int T, is_signed;
+    float theta, neg_thr;
+} job_t;
+
+static inline int32_t get_count(const void *c, int bytes, int64_t i) {
+    return bytes == 1 ? ((const int8_t *)c)[i] : ((const int32_t *)c)[i];
+}
+
+static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
+    if (bytes == 1)
+        ((int8_t *)c)[i] = (int8_t)val;
+    else
+        ((int32_t *)c)[i] = val;
+}
+
+/* The update of one element; SRC and DST may be the same array (in-place
+ * output over the input: each element is read before it is written).
+ * theta > 0, so "up"/"down" are theta or 0 and double as the spike flags;
+ * the output up - down is theta, -theta or +0, as the reference's
+ * (pos - neg) * theta. */
+#define IF_UNSIGNED_LOOP(SRC, DST)                                        \
+    for (int64_t k = 0; k < len; ++k) {                                   \
+        float vv = v[k] + (SRC)[k];                                       \
+        float up = vv >= theta ? theta : 0.0f;                            \
+        v[k] = vv - up;                                                   \
+        (DST)[k] = up;                                                    \
+    }
+#define IF_SIGNED_LOOP(SRC, DST)                                          \
+    for (int64_t k = 0; k < len; ++k) {                                   \
+        float vv = v[k] + (SRC)[k];                                       \
+        float up = vv >= theta ? theta : 0.0f;                            \
+        vv = vv - up;                                                     \
+        int neg = (vv < neg_thr) & (cnt[k] > 0.0f);                       \
+        float down = neg ? theta : 0.0f;                                  \
+        v[k] = vv + down;                                                 \
+        cnt[k] += (up > 0.0f ? 1.0f : 0.0f) - (neg ? 1.0f : 0.0f);        \
+        (DST)[k] = up - down;                                             \
+    }
+
+/* One block of elements through all T steps; v/cnt point at its state.
+ * Built for AVX2 and plain x86-64 (picked at load time where supported). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void run_block(const job_t *j, int64_t i0, int64_t len,
+                      float *restrict v, float *restrict cnt) {
+    const float theta = j->theta, neg_thr = j->neg_thr;
+    const int in_place = (const float *)j->out == j->x;
+    for (int t = 0; t < j->T; ++t) {
+        float *ot = j->out + (int64_t)t * j->n + i0;
+        if (in_place) {
+            float *io = ot;
+            if (j->is_signed) IF_SIGNED_LOOP(io, io)
+            else IF_UNSIGNED_LOOP(io, io)
+        } else {
+            const float *restrict xt = j->x + t * j->x_step + i0;
+            float *restrict o = ot;
+            if (j->is_signed) IF_SIGNED_LOOP(xt, o)
+            else IF_UNSIGNED_LOOP(xt, o)
+        }
+    }
+}
+
+static void *run_range(void *arg) {
+    const job_t *j = (const job_t *)arg;
+    /* the count is a small integer (|count| <= T), exact as a float; a float
+     * block lets the compiler vectorise the signed update */
+    float v[BLOCK], cnt[BLOCK];
+    for (int64_t i0 = j->begin; i0 < j->end; i0 += BLOCK) {
+        int64_t len = j->end - i0 < BLOCK ? j->end - i0 : BLOCK;
+        if (j->v == NULL) { /* folded: fresh state, theta/2 and count 0 */
+            for (int64_t k = 0; k < len; ++k) v[k] = 0.5f * j->theta;
+            for (int64_t k = 0; k < len; ++k) cnt[k] = 0.0f;
+        } else {
+            memcpy(v, j->v + i0, sizeof(float) * (size_t)len);
+            if (j->is_signed)
+                for (int64_t k = 0; k < len; ++k)
+                    cnt[k] = (float)get_count(j->count, j->count_bytes, i0 + k);
+        }
+        run_block(j, i0, len, v, cnt);
+        if (j->v != NULL) {
+            memcpy(j->v + i0, v, sizeof(float) * (size_t)len);
+            if (j->is_signed)
+                for (int64_t k = 0; k < len; ++k)
+                    set_count(j->count, j->count_bytes, i0 + k,
+                              (int32_t)cnt[k]);
+        }
+    }
+    return NULL;
+}
+
+/* if_run(x, out, v, count, count_bytes, n, x_step, T, theta, neg_thr,
+ *        signed, threads): pointers are ints (0 = NULL). */
+static PyObject *if_run(PyObject *self, PyObject *args) {
+    unsigned long long px, pout, pv, pc;
+    int count_bytes, T, is_signed, threads;
+    long long n, x_step;
+    float theta, neg_thr;
+    if (!PyArg_ParseTuple(args, "KKKKiLLiffpi", &px, &pout, &pv, &pc,
+                          &count_bytes, &n, &x_step, &T, &theta, &neg_thr,
+                          &is_signed, &threads))
+        return NULL;
+    if (n < 0 || T < 1 || (count_bytes != 1 && count_bytes != 4)) {
+        PyErr_SetString(PyExc_ValueError, "if_run: bad n, T or count_bytes");
+        return NULL;
+    }
+    if (px == pout && x_step != n) {
+        PyErr_SetString(PyExc_ValueError,
+                         "if_run: in place needs one input per step");
+        return NULL;
+    }
+    if (pv != 0 && is_signed && pc == 0) {
+        PyErr_SetString(PyExc_ValueError, "if_run: signed state needs count");
+        return NULL;
+    }
+    job_t base = {(const float *)(uintptr_t)px, (float *)(uintptr_t)pout,
+                  (float *)(uintptr_t)pv, (void *)(uintptr_t)pc,
+                  count_bytes, n, 0, n, x_step, T, is_signed, theta, neg_thr};
+    int64_t work = n * (int64_t)T;
+    int nt = threads < 1 ? 1 : threads;
+    if (nt > 64) nt = 64;
+    while (nt > 1 && work / nt < MIN_PER_THREAD) --nt;
+
+    Py_BEGIN_ALLOW_THREADS
+    if (nt == 1) {
+        run_range(&base);
+    } else {
+        pthread_t tid[64];
+        job_t jobs[64];
+        int started[64] = {0};
+        /* split on BLOCK boundaries so threads never share a block */
+        int64_t blocks = (n + BLOCK - 1) / BLOCK;
+        for (int i = 0; i < nt; ++i) {
+            jobs[i] = base;
+            jobs[i].begin = blocks * i / nt * BLOCK;
+            int64_t e = blocks * (i + 1) / nt * BLOCK;
+            jobs[i].end = e < n ? e : n;
+            if (jobs[i].begin > n) jobs[i].begin = n;
+        }
+        for (int i = 1; i < nt; ++i)
+            started[i] = pthread_create(&tid[i], NULL, run_range, &jobs[i]) == 0;
+        run_range(&jobs[0]);
+        for (int i = 1; i < nt; ++i) {
+            if (started[i])
+                pthread_join(tid[i], NULL);
+            else
+                run_range(&jobs[i]); /* could not start: do it here */
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"if_run", if_run, METH_VARARGS,
+     "Fused IF update over T steps on raw float32 buffers."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_if_kernel",
+                                    "Fused integrate-and-fire kernel.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__if_kernel(void) { return PyModule_Create(&module); }

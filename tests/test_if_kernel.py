@@ -1,0 +1,187 @@
+"""The compiled IF kernel against the reference loop, and time chunking."""
+import pytest
+import torch
+from torch import nn
+
+from fastsnn_mm import QuantReLU, convert_to_snn
+from fastsnn_mm.spiking import kernel
+from fastsnn_mm.spiking.neurons import NEG_EPS, if_loop, if_step, new_state
+from fastsnn_mm.spiking.runner import run_timesteps
+
+from test_converter import SmallResNet, randomised
+
+
+def test_kernel_is_built():
+    # tools/install.sh builds it with the package; a silent fallback to the
+    # reference loop would only show up as a slow benchmark
+    assert kernel.available()
+
+
+@pytest.mark.parametrize('signed', [True, False])
+@pytest.mark.parametrize('constant', [True, False])
+@pytest.mark.parametrize('T', [1, 2, 7, 15])
+def test_fresh_state_kernel_equals_reference(signed, constant, T):
+    g = torch.Generator().manual_seed(T)
+    # 2 x 5 x 37 x 41 = 15170 elements: not a multiple of the kernel's block
+    shape = (2, 5, 37, 41) if constant else (T, 2, 5, 37, 41)
+    x = torch.randn(shape, generator=g) * 0.6
+    theta = torch.tensor([0.7])
+    ref = if_loop(x, theta, signed, constant, T) * theta
+    out = kernel.if_folded(x, theta, signed, constant, T, NEG_EPS)
+    assert torch.equal(ref, out)
+    th = theta.item()
+    assert set(out.unique().tolist()) <= {-th if signed else 0.0, 0.0, th}
+
+
+@pytest.mark.parametrize('signed', [True, False])
+@pytest.mark.parametrize('T', [5, 200])  # int8 and int32 counts
+def test_stateful_kernel_equals_reference_step_by_step(signed, T):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, 3, 333, generator=g) * 0.5
+    theta = torch.tensor([0.9])
+    v1, c1 = new_state(x[0], theta, signed, T)
+    v2, c2 = new_state(x[0], theta, signed, T)
+    t = 0
+    for steps in (1, 3, 1, T):  # uneven chunks, as the runner may present
+        steps = min(steps, T - t)
+        if steps <= 0:
+            break
+        ref = torch.stack([if_step(v1, c1, x[t + i], theta, signed) * theta
+                           for i in range(steps)])
+        out = kernel.if_stateful(v2, c2, x[t:t + steps].contiguous(), theta,
+                                 signed, False, steps, NEG_EPS)
+        assert torch.equal(ref, out) and torch.equal(v1, v2)
+        if signed:
+            assert torch.equal(c1, c2)
+        t += steps
+
+
+def test_kernel_splits_work_across_threads_identically():
+    x = torch.randn(3, 4, 64, 33, 33) * 0.8  # big enough for several threads
+    theta = torch.tensor([1.0])
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernel.if_folded(x, theta, True, False, 3, NEG_EPS)
+        torch.set_num_threads(4)
+        four = kernel.if_folded(x, theta, True, False, 3, NEG_EPS)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, four)
+    assert torch.equal(one, if_loop(x, theta, True, False, 3) * theta)
+
+
+def test_network_same_bits_with_and_without_kernel(monkeypatch):
+    net = randomised(SmallResNet(bits=3))
+    x = torch.randn(4, 3, 16, 16)
+    snn = convert_to_snn(net)
+    with torch.no_grad():
+        fast = snn(x)
+        monkeypatch.setenv('FASTSNN_IF_KERNEL', '0')
+        assert not kernel.available()
+        slow = snn(x)
+    assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize('neuron', ['signed', 'unsigned'])
+def test_time_chunks_give_the_same_bits(neuron):
+    net = randomised(SmallResNet(bits=3))
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        whole = convert_to_snn(net, neuron=neuron, time_chunk=7)(x)  # T=7
+        streaming = convert_to_snn(net, neuron=neuron, mode='streaming')(x)
+        for chunk in (None, 1, 2, 3, 20):
+            snn = convert_to_snn(net, neuron=neuron, time_chunk=chunk)
+            assert torch.equal(snn(x), whole), chunk
+    assert torch.equal(streaming, whole)
+
+
+def test_automatic_chunk_keeps_folded_tensors_under_the_limit(monkeypatch):
+    from fastsnn_mm.spiking import runner
+    net = randomised(SmallResNet(bits=3))
+    x = torch.randn(2, 3, 16, 16)
+    # largest neuron input per step: 2 x 8 x 16 x 16 floats = 16 KiB
+    monkeypatch.setattr(runner, 'FOLD_BYTES', 3 * 16 * 1024)
+    snn = convert_to_snn(net, timesteps=7)
+    calls = []
+    snn.module.backbone.register_forward_hook(
+        lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        first = snn(x)
+        second = snn(x)
+        third = convert_to_snn(net, timesteps=7, time_chunk=7)(x)
+    # a one-step pass learns the size, then chunks of 3 steps: 1 + 3 + 3;
+    # the next batch of that shape goes straight to chunks of 3: 3 + 3 + 1
+    assert len(calls) == 6
+    biggest = max(n.step_bytes for n in snn.module.modules()
+                  if hasattr(n, 'step_bytes'))
+    assert biggest == 16 * 1024
+    assert torch.equal(first, third) and torch.equal(second, third)
+
+
+def test_chunked_outputs_that_skip_the_neurons_stay_constant():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = QuantReLU(bits=2)
+            self.act.alpha.data.fill_(1.0)
+
+        def forward(self, x):
+            return dict(spiking=self.act(self.conv(x)), direct=x * 2)
+
+    net = TwoHeads().eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        snn = convert_to_snn(net, timesteps=5, time_chunk=2)
+        out = snn(x)
+        whole = convert_to_snn(net, timesteps=5)(x)
+    assert torch.equal(out['direct'], x * 2)
+    assert torch.equal(out['spiking'], whole['spiking'])
+
+
+def test_bad_time_chunk_is_refused():
+    net = randomised(SmallResNet(bits=2))
+    with pytest.raises(ValueError, match='time_chunk'):
+        convert_to_snn(net, time_chunk=0)
+    with pytest.raises(ValueError, match='folded mode only'):
+        convert_to_snn(net, mode='streaming', time_chunk=2)
+    with pytest.raises(ValueError, match='time_chunk'):
+        run_timesteps(net, net, torch.randn(1, 3, 8, 8), 3, 'folded', 1.5)
+
+
+@pytest.mark.parametrize('signed', [True, False])
+def test_in_place_output_over_the_input(signed):
+    x = torch.randn(4, 3, 1000) * 0.7
+    theta = torch.tensor([0.8])
+    ref = kernel.if_folded(x, theta, signed, False, 4, NEG_EPS)
+    y = x.clone()
+    out = kernel.if_folded(y, theta, signed, False, 4, NEG_EPS, True)
+    assert out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
+    v1, c1 = new_state(x[0], theta, signed, 4)
+    v2, c2 = new_state(x[0], theta, signed, 4)
+    y = x.clone()
+    a = kernel.if_stateful(v1, c1, x, theta, signed, False, 4, NEG_EPS)
+    b = kernel.if_stateful(v2, c2, y, theta, signed, False, 4, NEG_EPS, True)
+    assert b.data_ptr() == y.data_ptr() and torch.equal(a, b)
+
+
+def test_network_in_place_neurons_same_bits_and_hooks_respected():
+    net = randomised(SmallResNet(bits=3))
+    assert all(m.inplace for m in net.modules() if isinstance(m, QuantReLU))
+    x = torch.randn(3, 3, 16, 16)
+    snn = convert_to_snn(net, timesteps=5)
+    copy_ = convert_to_snn(net, timesteps=5)
+    for m in copy_.modules():
+        if hasattr(m, 'inplace'):
+            m.inplace = False
+    seen = {}
+    with torch.no_grad():
+        assert torch.equal(snn(x), copy_(x))
+        # a hook that reads the neuron's input after forward sees it intact
+        neuron = snn.module.backbone.layer1[0].act1
+        def hook(m, i, o):
+            seen['intact'] = i[0] is not o and not torch.equal(i[0], o)
+        neuron.register_forward_hook(hook)
+        snn(x)
+    assert seen['intact']
