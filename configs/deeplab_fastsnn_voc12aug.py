@@ -1,9 +1,6 @@
-# DeepLabV3 as a Fast-SNN on PASCAL VOC 2012 + SBD (3-bit activations).
-# Backbone: QResNet-34 (a stride-2 conv where ResNet has its max-pool, every
-# ReLU a QuantReLU), last two stages dilated for output stride 8. Head:
-# mmseg's stock ASPPHead with QuantReLU activations; its image-pool branch
-# (avg-pool, 1x1 conv, resize) converts as it is; conv_seg stays linear.
-# No auxiliary head: only the decode head is on the spiking path.
+# DeepLabV3 as a Fast-SNN on PASCAL VOC 2012 + SBD (3-bit activations);
+# the model (QResNet-34 + ASPPHead, output stride 8) is in
+# _base_/models/deeplab_fastsnn_r34.py.
 #   python tools/train.py configs/deeplab_fastsnn_voc12aug.py
 #   python tools/test.py configs/deeplab_fastsnn_voc12aug.py \
 #       work_dirs/deeplab_fastsnn_voc12aug/iter_20000.pth --compare
@@ -15,6 +12,7 @@
 # For ImageNet weights set backbone.init_cfg=dict(type='Pretrained', ...)
 # to a QResNet-34 checkpoint.
 _base_ = [
+    './_base_/models/deeplab_fastsnn_r34.py',
     './_base_/datasets/voc12aug_seg.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_20k.py',
@@ -23,50 +21,8 @@ custom_imports = dict(imports=['fastsnn_mm'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
 crop_size = (512, 512)
-# SyncBN as in mmseg's DeepLabV3 (plain BN in a single process)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-act_cfg = dict(type='QuantReLU', bits=3, alpha=2.0)
-
-model = dict(
-    type='FastSNNEncoderDecoder',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_val=0,
-        seg_pad_val=255,
-        size=crop_size),
-    backbone=dict(
-        type='QResNet',
-        depth=34,
-        base_channels=64,
-        stem_kernel=7,
-        stem_stride=4,
-        strides=(1, 2, 1, 1),
-        dilations=(1, 1, 2, 4),
-        out_indices=(3, ),
-        act_cfg=act_cfg,
-        norm_cfg=norm_cfg),
-    decode_head=dict(
-        type='ASPPHead',
-        in_channels=512,
-        in_index=0,
-        channels=256,
-        dilations=(1, 12, 24, 36),
-        dropout_ratio=0.1,
-        num_classes=21,
-        norm_cfg=norm_cfg,
-        act_cfg=act_cfg,
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'),
-    quant=dict(bits=3, alpha=2.0),
-    # a QANN until tools/test.py --snn/--compare (or snn=dict(...)) converts
-    snn=None)
-
+model = dict(data_preprocessor=dict(size=crop_size),
+             decode_head=dict(num_classes=21))
 optim_wrapper = dict(
     # clips are thresholds, not weights: no decay pulling them to zero
     paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))

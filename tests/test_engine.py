@@ -36,7 +36,7 @@ def test_hook_converts_after_train(tiny_voc, tmp_path):
     runner.train()
     assert _has_neurons(runner.model)
     assert runner.model.snn_cfg == dict(timesteps=7, neuron='unsigned',
-                                        mode='folded')
+                                        mode='folded', time_chunk=None)
     assert osp.isfile(osp.join(tmp_path, 'snn_unsigned_T7.pth'))
 
 

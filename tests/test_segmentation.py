@@ -3,6 +3,7 @@ train/test through the stock mmseg Runner; where theory says the SNN equals
 the QANN, it does; folded and streaming runs give the same outputs."""
 import copy
 import glob
+import os
 import os.path as osp
 from functools import lru_cache
 
@@ -128,16 +129,32 @@ def test_train_one_iteration_then_snn_test_through_runner(tiny_voc,
                          val_interval=100)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
+    tool = _tools_test()
+    tool.enable_drawing(cfg)  # as tools/test.py --show-dir vis
+    cfg.default_hooks.visualization.interval = 1
     runner = Runner.from_cfg(cfg)
     model = runner.train()
-    qann = runner.test()
+    qann = tool.test_once(runner, 'vis', 'qann')
     assert 'mIoU' in qann
     model.to_snn(neuron='signed')
     assert model.snn_cfg['timesteps'] == 7
     assert model.neurons and not any(
         isinstance(m, QuantReLU) for m in model.modules())
-    snn = runner.test()
+    snn = tool.test_once(runner, 'vis', 'snn_signed_T7')
     assert 'mIoU' in snn and 0 <= snn['mIoU'] <= 100
+    # each model keeps its own drawings (they used to overwrite each other)
+    drawn = {label: sorted(os.listdir(osp.join(tmp_path, 'vis', label)))
+             for label in ('qann', 'snn_signed_T7')}
+    assert drawn['qann'] and drawn['qann'] == drawn['snn_signed_T7']
+
+
+def _tools_test():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'tools_test', osp.join(REPO, 'tools', 'test.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @torch.no_grad()

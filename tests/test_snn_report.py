@@ -337,3 +337,48 @@ def test_script_bad_arguments_one_line(argv, message, capsys):
         script.parse_args([DEMO_CONFIG, ckpt] + argv)
     assert exc.value.code == 2
     assert capsys.readouterr().err == f'error: {message}\n'
+
+
+def test_report_tables_keep_numpy_metrics():
+    # mmseg's IoUMetric reports numpy float32 values
+    import numpy as np
+    from fastsnn_mm.analysis.report import _metrics_md, metric_keys
+    rows = [dict(model='QANN', neuron='-', T='-', mIoU=np.float32(61.25),
+                 aAcc=np.float64(90.5)),
+            dict(model='SNN', neuron='signed', T=7, mIoU=np.float32(60.5),
+                 aAcc=np.float64(90.0))]
+    assert metric_keys(rows) == ['mIoU', 'aAcc']
+    table = _metrics_md(rows)
+    assert '61.25' in table and '| SNN | signed | 7 | 60.5 | 90 |' in table
+
+
+def test_synops_of_a_layer_reading_parallel_branches():
+    # ASPP-like: two branches with very different rates, concatenated; the
+    # layer reading the concat gets both, not just the branch that ran last
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(2, 4, 3, padding=1)
+            self.act0 = QuantReLU(bits=2, alpha=1.0)
+            self.a = nn.Conv2d(4, 4, 1)
+            self.act_a = QuantReLU(bits=2, alpha=0.3)  # fires often
+            self.b = nn.Conv2d(4, 4, 1)
+            self.act_b = QuantReLU(bits=2, alpha=8.0)  # hardly fires
+            self.fuse = nn.Conv2d(8, 3, 1)
+
+        def forward(self, x):
+            x = self.act0(self.stem(x))
+            x = torch.cat([self.act_a(self.a(x)), self.act_b(self.b(x))], 1)
+            return self.fuse(x).mean((2, 3))
+
+    torch.manual_seed(0)
+    qann = Branches().eval()
+    snn = convert_to_snn(qann, neuron='signed')
+    x = torch.randn(2, 2, 8, 8)
+    stats = collect_layer_stats(qann, snn, [x])
+    rate = {r['layer']: r['firing_rate'] for r in stats['layers']}
+    assert rate['act_a'] > 5 * rate['act_b']
+    table = synops_table(stats, layer_macs(qann, x))
+    fuse = next(r for r in table['layers'] if r['layer'] == 'fuse')
+    expected = fuse['macs'] * (rate['act_a'] + rate['act_b']) / 2 * 3
+    assert fuse['synops'] == pytest.approx(expected, rel=1e-6)

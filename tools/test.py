@@ -7,6 +7,7 @@
 import argparse
 import warnings
 import json
+import numbers
 import os
 
 # setuptools<82 (needed by mmcv and mm config scopes) warns on import
@@ -66,17 +67,15 @@ def main():
 
     rows = []
     if not args.snn or args.compare:
-        draw_into(runner, args.show_dir, 'qann')
         rows.append(dict(model='QANN', neuron='-', T='-',
-                         **runner.test()))
+                         **test_once(runner, args.show_dir, 'qann')))
     if args.snn or args.compare:
         for neuron in args.neuron:
             model.to_snn(timesteps=args.timesteps, neuron=neuron,
                          mode=args.mode, time_chunk=args.time_chunk)
             T = model.snn_cfg['timesteps']
-            draw_into(runner, args.show_dir, f'snn_{neuron}_T{T}')
-            rows.append(dict(model='SNN', neuron=neuron, T=T,
-                             **runner.test()))
+            metrics = test_once(runner, args.show_dir, f'snn_{neuron}_T{T}')
+            rows.append(dict(model='SNN', neuron=neuron, T=T, **metrics))
     print_table(rows, runner.logger)
     if args.out_json:
         with open(args.out_json, 'w') as f:
@@ -94,10 +93,48 @@ def enable_drawing(cfg):
         vis.update(draw=True)
 
 
+def test_once(runner, show_dir, label):
+    """One test run whose drawings (if any) land in ``show_dir/label``."""
+    draw_into(runner, show_dir, label)
+    metrics = runner.test()
+    if show_dir:
+        collect_backend_drawings(runner, show_dir, label)
+    return metrics
+
+
+def collect_backend_drawings(runner, show_dir, label):
+    """mmseg's hook saves through the visualizer's local backend (by
+    default ``<run>/vis_data/vis_image``), where the next model would
+    overwrite them: move this test's drawings to ``work_dir/show_dir/label``.
+    """
+    dst = os.path.join(runner.work_dir, show_dir, label)
+    moved = 0
+    for src in _local_image_dirs(runner):
+        for name in os.listdir(src):
+            if name.startswith('test_'):  # the hook names them <mode>_<img>
+                os.makedirs(dst, exist_ok=True)
+                os.replace(os.path.join(src, name), os.path.join(dst, name))
+                moved += 1
+    if moved:
+        runner.logger.info(f'{moved} drawings of {label} saved in {dst}')
+
+
+def _local_image_dirs(runner):
+    from mmengine.visualization import LocalVisBackend
+    dirs = {os.path.join(runner.log_dir, 'vis_data', 'vis_image')}
+    for backend in getattr(runner.visualizer, '_vis_backends', {}).values():
+        if isinstance(backend, LocalVisBackend):
+            img_dir = getattr(backend, '_img_save_dir', None)
+            if isinstance(img_dir, str):
+                dirs.add(img_dir if os.path.isabs(img_dir) else os.path.join(
+                    backend._save_dir or '', img_dir))
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
 def draw_into(runner, show_dir, label):
     """Point the visualization hook at ``show_dir/label`` for this run, so
     QANN and each SNN keep their own drawings (mmseg's hook writes through
-    the visualizer's backends under the work dir instead)."""
+    the visualizer's backends: see :func:`collect_backend_drawings`)."""
     if not show_dir:
         return
     for hook in runner.hooks:
@@ -108,13 +145,18 @@ def draw_into(runner, show_dir, label):
             hook.out_dir = f'{runner.work_dir}/{show_dir}/{label}'
 
 
+def _is_float(v) -> bool:
+    # numpy scalars too: mmseg's IoUMetric reports np.float32
+    return isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
+
+
 def print_table(rows, logger):
     keys = list(dict.fromkeys(k for r in rows for k in r))
     lines = ['| ' + ' | '.join(keys) + ' |',
              '|' + '---|' * len(keys)]
     for r in rows:
-        cells = [f'{r[k]:.4f}' if isinstance(r.get(k), float) else str(r.get(k, ''))
-                 for k in keys]
+        cells = [f'{float(r[k]):.4f}' if _is_float(r.get(k))
+                 else str(r.get(k, '')) for k in keys]
         lines.append('| ' + ' | '.join(cells) + ' |')
     logger.info('QANN vs SNN:\n' + '\n'.join(lines))
 

@@ -7,10 +7,11 @@ MACs x firing rate x T, negative spikes included. Layers fed by the analog
 image (before the first neuron) run once and stay MACs: their output is the
 same at every step, so the first neurons reuse that charge.
 
-Which neuron layer feeds a weighted layer is taken from execution order:
-the most recent neuron layer that ran before it. That is exact for chains;
-for a layer reading a concat or sum of several branches (FPN laterals,
-shortcut convs) it is an approximation.
+The spike rate of a layer's input is measured on that input itself (the
+fraction of non-zero inputs per step), so a layer reading a concat or sum
+of several branches (ASPP, FPN laterals, shortcut convs) is counted from
+what it actually receives. A layer counts as image-fed when no neuron layer
+ran before it.
 
 Energy uses the usual 45 nm CMOS figures (32-bit float, Horowitz 2014):
 E_MAC = 4.6 pJ (multiply 3.7 + add 0.9) and E_AC = 0.9 pJ (add only).
@@ -86,7 +87,8 @@ def synops_table(stats, macs=None, e_mac=E_MAC_PJ, e_ac=E_AC_PJ):
             row['analog_macs'] += share
             row['fed_by'].append('image')
         else:
-            row['synops'] += share * rate[f['fed_by']] * T
+            in_rate = f.get('input_rate', rate.get(f['fed_by'], 0.0))
+            row['synops'] += share * in_rate * T
             row['fed_by'].append(f['fed_by'])
     for row in rows.values():
         row['fed_by'] = ', '.join(dict.fromkeys(row['fed_by']))

@@ -145,7 +145,12 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         if key not in feeds:
             # MACs of one image and one step: outputs x weights per output
             feeds[key] = dict(layer=name, site=key, fed_by=last[0],
-                              macs=out[0].numel() * mod.weight[0].numel())
+                              macs=out[0].numel() * mod.weight[0].numel(),
+                              _events=0, _inputs=0)
+        # input events (non-zero inputs per element and step), measured on
+        # the layer's own input: exact for concat / sums of branches too
+        feeds[key]['_events'] += int(torch.count_nonzero(inp[0]))
+        feeds[key]['_inputs'] += inp[0].numel()
 
     with torch.no_grad(), timestep_context(snn, T, B, 'folded'), \
             _hooks(root, IFNeuron, on_neuron), \
@@ -183,8 +188,9 @@ def collect_layer_stats(qann, snn, batches, timesteps=None):
         pos_rate / neg_rate, qann_rate, mismatch = fraction of neurons whose
         net count differs from round(q * T / theta), count_error = mean
         |count - that level|); ``feeds``: one row per weighted-layer call
-        with the neuron layer feeding it (None: the analog image) and its
-        MACs per image and step.
+        with the most recent neuron layer before it (None: fed by the analog
+        image), its MACs per image and step, and ``input_rate``, the
+        measured fraction of its inputs that carry a spike per step.
     """
     T = timesteps or default_timesteps(snn)
     rows, feeds = {}, {}
@@ -199,4 +205,10 @@ def collect_layer_stats(qann, snn, batches, timesteps=None):
         raise ValueError('no neuron layer ran: is the model converted and '
                          'are there any batches?')
     return dict(timesteps=T, layers=[_finish(r, T) for r in rows.values()],
-                feeds=list(feeds.values()))
+                feeds=[_finish_feed(f) for f in feeds.values()])
+
+
+def _finish_feed(feed):
+    out = {k: v for k, v in feed.items() if not k.startswith('_')}
+    out['input_rate'] = feed['_events'] / max(feed['_inputs'], 1)
+    return out

@@ -4,15 +4,21 @@ Markdown for people, JSON with the same numbers for scripts; both written
 from the results the caller gathered (metrics, layer stats, SynOps).
 """
 import json
+import numbers
 import os
 import re
 
 from .plots import plot_firing_rates, plot_metric_vs_timesteps, plot_mismatch
 
 
+def _is_number(v) -> bool:
+    # numpy scalars too: mmseg's IoUMetric reports np.float32
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def _fmt(v):
-    if isinstance(v, float):
-        return f'{v:.4g}'
+    if _is_number(v) and not isinstance(v, numbers.Integral):
+        return f'{float(v):.4g}'
     return '-' if v is None else str(v)
 
 
@@ -27,7 +33,7 @@ def metric_keys(results):
     """Metric names (numeric entries other than model / neuron / T)."""
     keys = dict.fromkeys(k for r in results for k, v in r.items()
                          if k not in ('model', 'neuron', 'T')
-                         and isinstance(v, (int, float)))
+                         and _is_number(v))
     return list(keys)
 
 

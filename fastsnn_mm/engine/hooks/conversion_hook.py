@@ -20,19 +20,23 @@ class FastSNNConversionHook(Hook):
         timesteps (int | None): T; default 2^b - 1.
         neuron (str): 'signed' or 'unsigned'.
         mode (str): 'folded' or 'streaming'.
+        time_chunk (int | None): folded mode: steps per pass (None: chosen
+            to keep folded tensors small; see ``convert_to_snn``).
         save (bool): write ``snn_<neuron>_T<T>.pth`` into the work dir.
     """
 
     priority = 'LOW'  # after checkpoint hooks have saved the QANN
 
     def __init__(self, convert_at=('after_train',), timesteps=None,
-                 neuron='signed', mode='folded', save=True):
+                 neuron='signed', mode='folded', save=True,
+                 time_chunk=None):
         points = (convert_at,) if isinstance(convert_at, str) else tuple(convert_at)
         bad = [p for p in points if p not in POINTS]
         if bad or not points:
             raise ValueError(f'convert_at must be drawn from {POINTS}, got {convert_at!r}')
         self.points = points
-        self.snn_kwargs = dict(timesteps=timesteps, neuron=neuron, mode=mode)
+        self.snn_kwargs = dict(timesteps=timesteps, neuron=neuron, mode=mode,
+                               time_chunk=time_chunk)
         self.save = save
         self.converted_at = []
 

@@ -4,6 +4,7 @@ They work without mmcv's registrations: 'ReLU' and 'BN'/'SyncBN' map to
 torch directly, anything else is built from mmengine's root MODELS (where
 QuantReLU and, once mmcv is imported, mmcv's layers live).
 """
+from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
@@ -73,3 +74,28 @@ DEFAULT_INIT = [
     dict(type='Kaiming', layer='Conv2d'),
     dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
 ]
+
+
+class StagedBackbone(BaseModule):
+    """What the convertible backbones share: an optional ``stem``, then the
+    stages named in ``stage_names``; returns the outputs at ``out_indices``.
+    With ``norm_eval`` the BN layers stay in eval mode while training."""
+
+    def forward(self, x):
+        stem = getattr(self, 'stem', None)
+        if stem is not None:
+            x = stem(x)
+        outs = []
+        for i, name in enumerate(self.stage_names):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self

@@ -6,12 +6,11 @@ module (QuantReLU by default; one module per call site, so each becomes its
 own spiking neuron), and nothing non-linear happens in ``forward`` outside
 those modules.
 """
-from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, build_act, build_norm, check_indices,
-                      check_per_stage, conv_bn_act)
+from ._layers import (DEFAULT_INIT, StagedBackbone, build_act, build_norm,
+                      check_indices, check_per_stage, conv_bn_act)
 
 
 class QBasicBlock(nn.Module):
@@ -50,7 +49,7 @@ class QBasicBlock(nn.Module):
 
 
 @MODELS.register_module()
-class QResNet(BaseModule):
+class QResNet(StagedBackbone):
     """Convertible ResNet (BasicBlock, depth 18 or 34).
 
     Args:
@@ -119,6 +118,7 @@ class QResNet(BaseModule):
             in_ch = out_ch
             self.add_module(f'layer{i + 1}', layer)
             self.layer_names.append(f'layer{i + 1}')
+        self.stage_names = self.layer_names
         self.out_channels = [base_channels * 2 ** i for i in self.out_indices]
 
     def init_weights(self):
@@ -129,20 +129,3 @@ class QResNet(BaseModule):
             for m in self.modules():
                 if isinstance(m, QBasicBlock):
                     nn.init.zeros_(m.bn2.weight)
-
-    def forward(self, x):
-        x = self.stem(x)
-        outs = []
-        for i, name in enumerate(self.layer_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self

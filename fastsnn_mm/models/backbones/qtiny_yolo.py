@@ -6,16 +6,15 @@ every max-pool is a stride-2 3x3 conv-BN-act and every activation is its
 own QuantReLU module (one module per place, so each becomes one neuron
 layer).
 """
-from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, check_indices, check_per_stage,
-                      conv_bn_act)
+from ._layers import (DEFAULT_INIT, StagedBackbone, check_indices,
+                      check_per_stage, conv_bn_act)
 
 
 @MODELS.register_module()
-class QTinyYOLO(BaseModule):
+class QTinyYOLO(StagedBackbone):
     """A stem conv, then stages that each halve the resolution.
 
     Stage i starts with a 3x3 conv of stride ``strides[i]`` (where
@@ -84,20 +83,4 @@ class QTinyYOLO(BaseModule):
             cin = cout
             widths.append(cout)
         self.out_channels = [widths[i] for i in self.out_indices]
-
-    def forward(self, x):
-        x = self.stem(x)
-        outs = []
-        for i in range(self.num_stages):
-            x = getattr(self, f'stage{i + 1}')(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
+        self.stage_names = [f'stage{i + 1}' for i in range(self.num_stages)]

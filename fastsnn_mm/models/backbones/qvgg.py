@@ -1,16 +1,15 @@
 """VGG that converts to an SNN as it is: BN after every conv, one activation
 module per conv, and downsampling by stride-2 conv or average pooling
 (average pooling of spikes is linear; max-pooling is not)."""
-from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, check_indices, check_per_stage,
-                      conv_bn_act)
+from ._layers import (DEFAULT_INIT, StagedBackbone, check_indices,
+                      check_per_stage, conv_bn_act)
 
 
 @MODELS.register_module()
-class QVGG(BaseModule):
+class QVGG(StagedBackbone):
     """Convertible VGG; channels per stage at ``base_channels=64``.
 
     Args:
@@ -78,19 +77,3 @@ class QVGG(BaseModule):
             self.stage_names.append(f'stage{i + 1}')
             if i in self.out_indices:
                 self.out_channels.append(in_ch)
-
-    def forward(self, x):
-        outs = []
-        for i, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
