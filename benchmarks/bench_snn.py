@@ -117,50 +117,30 @@ def memory_case(args):
     with torch.no_grad():
         net(x)
     work = peak_rss_bytes() - base
-    print(json.dumps(dict(case=args.case, work=work, model=model_bytes)))
+    # what the streaming neurons kept for the whole run: V (float32) and,
+    # for the signed rule, the net count (int8 for T <= 127)
+    state = 0
+    if args.case == 'streaming':
+        from fastsnn_mm import IFNeuron
+        state = sum(n.step_bytes * (1.25 if n.signed else 1.0)
+                    for n in net.modules() if isinstance(n, IFNeuron))
+    print(json.dumps(dict(case=args.case, work=work, model=model_bytes,
+                          state=int(state))))
 
 
-def run_child(case, args):
+def run_child(case, args, batch):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536',
                MALLOC_TRIM_THRESHOLD_='0')
-    cmd = [sys.executable, __file__, '--child', case, '--batch',
-           str(args.batch), '--width', str(args.width), '--bits', str(args.bits),
+    cmd = [sys.executable, __file__, '--child', case, '--batch', str(batch),
+           '--width', str(args.width), '--bits', str(args.bits),
            '--size', str(args.size), '--mem-timesteps', str(args.mem_timesteps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                          check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--size', type=int, default=32)
-    p.add_argument('--width', type=int, default=32)
-    p.add_argument('--bits', type=int, default=3)
-    p.add_argument('--timesteps', type=int, nargs='+', default=[3, 7, 15])
-    p.add_argument('--mem-timesteps', type=int, default=15)
-    p.add_argument('--repeats', type=int, default=7)
-    p.add_argument('--time-chunk', type=int, nargs='*', default=[],
-                   help='also time folded runs presenting this many steps '
-                   'per pass')
-    p.add_argument('--reference', action='store_true',
-                   help='also time the reference (uncompiled) neuron loop')
-    p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--child', choices=MEMORY_CASES)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.child:
-        args.case = args.child
-        return memory_case(args)
-
+def time_table(args, net, x):
     from fastsnn_mm import convert_to_snn
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    net = build(args.width, args.bits)
-    print(f'QResNet-18 width {args.width}, {args.bits}-bit, batch '
-          f'{args.batch}x3x{args.size}x{args.size}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats}')
     # None: the default (chunk chosen from FOLD_BYTES); 0: all T at once
     variants = [(None, 'kernel'), (0, 'kernel')] + \
         [(c, 'kernel') for c in args.time_chunk]
@@ -189,19 +169,64 @@ def main():
                       f'{lo:.2f} - {hi:.2f} |', flush=True)
     os.environ.pop('FASTSNN_IF_KERNEL', None)
 
+
+def memory_table(args):
     print(f'\nPeak memory of one inference at T={args.mem_timesteps} '
           '(fresh process each; working = peak resident memory above the '
-          'idle process with model and input loaded):')
-    peaks = {c: run_child(c, args) for c in MEMORY_CASES}
-    q = peaks['qann']
-    print('| case | working (MiB) | model (MiB) | total (MiB) | total / QANN |'
-          ' working / QANN |')
-    print('|---|---|---|---|---|---|')
-    for c, v in peaks.items():
-        tot, qtot = v['work'] + v['model'], q['work'] + q['model']
-        print(f"| {c} | {v['work'] / 2**20:.1f} | {v['model'] / 2**20:.1f} | "
-              f'{tot / 2**20:.1f} | {tot / qtot:.2f} | '
-              f"{v['work'] / q['work']:.2f} |")
+          'idle process with model and input loaded; state = membrane '
+          'potentials and spike counts the streaming neurons keep):')
+    print('| batch | case | working (MiB) | of which state (MiB) | model (MiB) '
+          '| total (MiB) | total / QANN | working / QANN |')
+    print('|---|---|---|---|---|---|---|---|')
+    for batch in args.mem_batch or [args.batch]:
+        peaks = {c: run_child(c, args, batch) for c in MEMORY_CASES}
+        q = peaks['qann']
+        for c, v in peaks.items():
+            tot, qtot = v['work'] + v['model'], q['work'] + q['model']
+            state = f"{v['state'] / 2**20:.1f}" if v['state'] else '-'
+            print(f"| {batch} | {c} | {v['work'] / 2**20:.1f} | {state} | "
+                  f"{v['model'] / 2**20:.1f} | {tot / 2**20:.1f} | "
+                  f"{tot / qtot:.2f} | {v['work'] / q['work']:.2f} |",
+                  flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--batch', type=int, default=32)
+    p.add_argument('--size', type=int, default=32)
+    p.add_argument('--width', type=int, default=32)
+    p.add_argument('--bits', type=int, default=3)
+    p.add_argument('--timesteps', type=int, nargs='+', default=[3, 7, 15])
+    p.add_argument('--mem-timesteps', type=int, default=15)
+    p.add_argument('--mem-batch', type=int, nargs='*', default=[],
+                   help='batch sizes of the memory table (default --batch)')
+    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--time-chunk', type=int, nargs='*', default=[],
+                   help='also time folded runs presenting this many steps '
+                   'per pass')
+    p.add_argument('--only', choices=['time', 'memory'],
+                   help='run one of the two parts')
+    p.add_argument('--reference', action='store_true',
+                   help='also time the reference (uncompiled) neuron loop')
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--child', choices=MEMORY_CASES)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        args.case = args.child
+        return memory_case(args)
+
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    net = build(args.width, args.bits)
+    print(f'QResNet-18 width {args.width}, {args.bits}-bit, batch '
+          f'{args.batch}x3x{args.size}x{args.size}, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    if args.only != 'memory':
+        time_table(args, net, x)
+    if args.only != 'time':
+        memory_table(args)
 
 
 if __name__ == '__main__':

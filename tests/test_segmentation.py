@@ -129,6 +129,7 @@ def test_train_one_iteration_then_snn_test_through_runner(tiny_voc,
                          val_interval=100)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_level = 'WARNING'
+    cfg.experiment_name = 'seg_show_dir'  # its own visualizer instance
     tool = _tools_test()
     tool.enable_drawing(cfg)  # as tools/test.py --show-dir vis
     cfg.default_hooks.visualization.interval = 1

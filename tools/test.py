@@ -143,6 +143,10 @@ def draw_into(runner, show_dir, label):
             hook.test_out_dir = f'{show_dir}/{label}'
         elif name == 'VisualizationHook':  # mmpretrain
             hook.out_dir = f'{runner.work_dir}/{show_dir}/{label}'
+        elif name == 'SegVisualizationHook':
+            # draw with this run's visualizer (the hook takes the latest
+            # one made in the process), whose backend we collect from
+            hook._visualizer = runner.visualizer
 
 
 def _is_float(v) -> bool:
