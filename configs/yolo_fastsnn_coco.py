@@ -6,6 +6,7 @@
 _base_ = [
     './_base_/models/yolo_fastsnn_tiny.py',
     'mmdet::_base_/datasets/coco_detection.py',
+    './_base_/datasets/yolo_416_pipelines.py',
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['fastsnn_mm'], allow_failed_imports=False)
@@ -16,28 +17,10 @@ data_layout = ('COCO layout {root}/{{annotations/instances_{{train,val}}'
 input_size = (416, 416)
 model = dict(bbox_head=dict(num_classes=80))
 
+# mmdet's YOLOv3 augmentation at 416 px (_base_/datasets/yolo_416_pipelines)
 backend_args = None
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Expand', mean=[123.675, 116.28, 103.53], to_rgb=True,
-         ratio_range=(1, 2)),
-    dict(type='MinIoURandomCrop', min_ious=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-         min_crop_size=0.3),
-    dict(type='RandomResize', scale=[(320, 320), input_size],
-         keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=input_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
+train_pipeline = {{_base_.yolo_train_pipeline}}
+test_pipeline = {{_base_.yolo_test_pipeline}}
 train_dataloader = dict(
     batch_size=16, num_workers=4, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(

@@ -6,6 +6,16 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+@pytest.fixture(scope='module')
+def one_thread():
+    """Run a module's tests on one torch thread (and restore the count)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope='session')
 def tiny_voc(tmp_path_factory):
     """16 train + 8 val synthetic images at 96 px, generated once."""

@@ -20,13 +20,8 @@ EXPECTED = {'yolo_fastsnn_voc.py', 'yolo_fastsnn_voc_4bit.py',
             'yolo_fastsnn_coco.py', 'yolo_fastsnn_synthetic.py'}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # the CPUs are shared: one thread is faster than two fighting threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the CPUs are shared: one thread is faster than two fighting threads
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _models():

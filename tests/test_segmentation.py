@@ -24,13 +24,8 @@ EXPECTED = {'deeplab_fastsnn_voc12aug.py', 'deeplab_fastsnn_voc12aug_4bit.py',
             'deeplab_fastsnn_cityscapes.py', 'deeplab_fastsnn_synthetic.py'}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # the CPUs are shared: one thread is faster than two fighting threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# the CPUs are shared: one thread is faster than two fighting threads
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @lru_cache(maxsize=None)
