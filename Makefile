@@ -21,7 +21,8 @@ demo-seg: install data
 
 bench: install
 	$(PY) benchmarks/bench_qat_step.py
-	$(PY) benchmarks/bench_snn.py
+	mkdir -p work_dirs/bench
+	$(PY) benchmarks/bench_snn.py --reference --plot work_dirs/bench/snn_time.png
 
 test: install
 	$(PY) -m pytest tests

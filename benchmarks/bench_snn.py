@@ -149,6 +149,7 @@ def time_table(args, net, x):
     print(f'\n| T | time chunk | neuron update | T x QANN (ms) | '
           'SNN folded (ms) | SNN / (T x QANN), median | min - max |')
     print('|---|---|---|---|---|---|---|')
+    rows = []
     with torch.no_grad():
         for T in args.timesteps:
             def qann_T():
@@ -164,10 +165,36 @@ def time_table(args, net, x):
                 tq, ts, ratio, lo, hi = paired(qann_T, lambda: snn(x),
                                                args.repeats)
                 label = {None: 'auto', 0: 'all T'}.get(chunk, chunk)
+                rows.append(dict(T=T, variant=f'chunk {label}, {update}',
+                                 ratio=ratio, lo=lo, hi=hi))
                 print(f"| {T} | {label} | {update} | "
                       f'{tq * 1e3:.0f} | {ts * 1e3:.0f} | {ratio:.3f} | '
                       f'{lo:.2f} - {hi:.2f} |', flush=True)
     os.environ.pop('FASTSNN_IF_KERNEL', None)
+    return rows
+
+
+def plot_time(rows, path):
+    """SNN / (T x QANN) against T, one line per variant, min-max bars."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for variant in dict.fromkeys(r['variant'] for r in rows):
+        pts = [r for r in rows if r['variant'] == variant]
+        ax.errorbar([r['T'] for r in pts], [r['ratio'] for r in pts],
+                    yerr=[[r['ratio'] - r['lo'] for r in pts],
+                          [r['hi'] - r['ratio'] for r in pts]],
+                    marker='o', capsize=3, label=variant)
+    ax.axhline(1.0, color='grey', ls='--', lw=1)
+    ax.set_xlabel('time steps T')
+    ax.set_ylabel('wall(SNN folded) / (T x wall(QANN))')
+    ax.set_xticks(sorted({r['T'] for r in rows}))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f'\nplot: {path}')
 
 
 def memory_table(args):
@@ -205,6 +232,7 @@ def main():
     p.add_argument('--time-chunk', type=int, nargs='*', default=[],
                    help='also time folded runs presenting this many steps '
                    'per pass')
+    p.add_argument('--plot', help='also draw the time table as a PNG here')
     p.add_argument('--only', choices=['time', 'memory'],
                    help='run one of the two parts')
     p.add_argument('--reference', action='store_true',
@@ -224,7 +252,9 @@ def main():
           f'{args.batch}x3x{args.size}x{args.size}, '
           f'{torch.get_num_threads()} threads, median of {args.repeats}')
     if args.only != 'memory':
-        time_table(args, net, x)
+        rows = time_table(args, net, x)
+        if args.plot:
+            plot_time(rows, args.plot)
     if args.only != 'time':
         memory_table(args)
 
