@@ -96,27 +96,31 @@ def test_time_chunks_give_the_same_bits(neuron):
     assert torch.equal(streaming, whole)
 
 
-def test_automatic_chunk_keeps_folded_tensors_under_the_limit(monkeypatch):
+@pytest.mark.parametrize('limit_kib, passes', [
+    (10 ** 6, [1, 1]),  # everything fits: one pass per batch
+    (60, [2, 2]),       # one image x 7 steps fits: one pass per image
+    (40, [4, 4]),       # not even that: chunks of 40 // (2 x 8) = 2 steps
+])
+def test_automatic_plan_keeps_folded_tensors_under_the_limit(
+        monkeypatch, limit_kib, passes):
     from fastsnn_mm.spiking import runner
     net = randomised(SmallResNet(bits=3))
     x = torch.randn(2, 3, 16, 16)
-    # largest neuron input per step: 2 x 8 x 16 x 16 floats = 16 KiB
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 3 * 16 * 1024)
+    # largest neuron input per image and step: 8 x 16 x 16 floats = 8 KiB
+    monkeypatch.setattr(runner, 'FOLD_BYTES', limit_kib * 1024)
     snn = convert_to_snn(net, timesteps=7)
     calls = []
     snn.module.backbone.register_forward_hook(
         lambda m, i, o: calls.append(i[0].shape[0]))
     with torch.no_grad():
         first = snn(x)
+        n_first = len(calls)
         second = snn(x)
-        third = convert_to_snn(net, timesteps=7, time_chunk=7)(x)
-    # a one-step pass learns the size, then chunks of 3 steps: 1 + 3 + 3;
-    # the next batch of that shape goes straight to chunks of 3: 3 + 3 + 1
-    assert len(calls) == 6
-    biggest = max(n.step_bytes for n in snn.module.modules()
-                  if hasattr(n, 'step_bytes'))
-    assert biggest == 16 * 1024
-    assert torch.equal(first, third) and torch.equal(second, third)
+        whole = convert_to_snn(net, timesteps=7, time_chunk=7)(x)
+    # the first batch of a shape adds a one-image, one-step sizing pass
+    assert calls[0] == 1 and n_first == 1 + passes[0]
+    assert len(calls) - n_first == passes[1]
+    assert torch.equal(first, whole) and torch.equal(second, whole)
 
 
 def test_chunked_outputs_that_skip_the_neurons_stay_constant():
@@ -185,3 +189,28 @@ def test_network_in_place_neurons_same_bits_and_hooks_respected():
         neuron.register_forward_hook(hook)
         snn(x)
     assert seen['intact']
+
+
+def test_outputs_without_batch_axis_are_not_sliced(monkeypatch):
+    from fastsnn_mm.spiking import runner
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = QuantReLU(bits=2)
+            self.act.alpha.data.fill_(1.0)
+
+        def forward(self, x):
+            return self.act(self.conv(x)).mean()  # no batch axis
+
+    net = Pooled().eval()
+    x = torch.randn(4, 3, 8, 8)
+    # one image x 3 steps fits (3 x 1 KiB), four images do not
+    monkeypatch.setattr(runner, 'FOLD_BYTES', 4 * 1024)
+    with torch.no_grad():
+        snn = convert_to_snn(net, timesteps=3)
+        out, again = snn(x), snn(x)
+        whole = convert_to_snn(net, timesteps=3, time_chunk=3)(x)
+    assert out.dim() == 0
+    assert torch.allclose(out, whole) and torch.equal(out, again)

@@ -103,7 +103,9 @@ class _Average:
         for i, t in enumerate(leaves):
             if self.const[i]:
                 continue
-            if steps > 1 and t.shape[0] == steps * self.B:
+            if t.dim() == 0:  # already pooled over the steps of this call
+                per_step = (t * steps, )
+            elif steps > 1 and t.shape[0] == steps * self.B:
                 per_step = t.reshape(steps, self.B, *t.shape[1:]).unbind(0)
             elif steps == 1:
                 per_step = (t, )
@@ -127,34 +129,78 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
 
     ``model`` is the module holding the neurons; ``path`` the callable that
     maps the (time-invariant) input to the last linear layers' outputs.
-    ``time_chunk`` (folded mode) presents at most that many steps per call;
-    None picks it so that each folded activation stays under
-    :data:`FOLD_BYTES` (pass T or more to fold all steps at once). Every
-    choice gives the same bits.
+    ``time_chunk`` (folded mode) presents at most that many steps per call.
+    None plans the passes so that each folded activation stays under
+    :data:`FOLD_BYTES`: the whole batch with all T steps when it fits, else
+    slices of the batch with all T steps, else the whole batch in chunks of
+    steps (pass T or more to fold all steps at once). Every choice gives the
+    same bits.
     """
     T = check_timesteps(timesteps)
     chunk = check_time_chunk(time_chunk, check_mode(mode), T)
+    if chunk is not None:
+        return _run(model, path, x, T, mode, chunk)
+    B = x.shape[0]
+    per_sample = _sample_step_bytes(model, path, x, T)
+    if per_sample * T * B <= FOLD_BYTES:
+        return _run(model, path, x, T, mode, T)
+    per_slice = int(FOLD_BYTES // max(per_sample * T, 1))
+    key = ('unsplittable', tuple(x.shape[1:]))
+    if per_slice >= 1 and key not in model.__dict__['_fastsnn_step_bytes']:
+        outs = [_run(model, path, x[i:i + per_slice], T, mode, T)
+                for i in range(0, B, per_slice)]
+        merged = _cat_batches(outs, [len(x[i:i + per_slice])
+                                     for i in range(0, B, per_slice)])
+        if merged is not None:
+            return merged
+        # an output without the batch first: do not slice this model again
+        model.__dict__['_fastsnn_step_bytes'][key] = True
+    return _run(model, path, x, T, mode, _auto_chunk(per_sample * B, T))
+
+
+def _run(model, path, x, T, mode, chunk):
+    """One batch through all T steps, ``chunk`` steps per call of the path."""
     B = x.shape[0]
     avg = _Average(T, B)
-    # per-sample bytes of one step's largest neuron input, per input shape,
-    # learnt from a first one-step pass when the chunk is left to us
-    known = model.__dict__.setdefault('_fastsnn_step_bytes', {})
-    key = tuple(x.shape[1:])
-    if chunk is None and key in known:
-        chunk = _auto_chunk(known[key] * B, T)
     with timestep_context(model, T, B, mode) as neurons:
         start = 0
         while start < T:
-            steps = min(chunk or 1, T - start)
+            steps = min(chunk, T - start)
             for n in neurons:
                 n.begin_step(steps)
             avg.add(path(x), steps)
             start += steps
-            if chunk is None:
-                per_step = max((n.step_bytes for n in neurons), default=0)
-                known[key] = per_step / B
-                chunk = _auto_chunk(per_step, T)
     return avg.mean()
+
+
+def _sample_step_bytes(model, path, x, T):
+    """Bytes of one step's largest neuron input for one image of this
+    shape: learnt once per input shape from a one-image, one-step pass."""
+    known = model.__dict__.setdefault('_fastsnn_step_bytes', {})
+    key = tuple(x.shape[1:])
+    if key not in known:
+        with timestep_context(model, T, 1, 'folded') as neurons:
+            for n in neurons:
+                n.begin_step(1)
+            path(x[:1])
+            known[key] = max((n.step_bytes for n in neurons), default=0)
+    return known[key]
+
+
+def _cat_batches(outs, sizes):
+    """Outputs of consecutive batch slices joined along the batch axis, or
+    None when some output does not have the batch first."""
+    flat = []
+    for out, size in zip(outs, sizes):
+        leaves = []
+        rebuild = _flatten(out, leaves)
+        if any(t.dim() == 0 or t.shape[0] != size for t in leaves):
+            return None
+        flat.append(leaves)
+    if len({len(leaves) for leaves in flat}) != 1:
+        return None
+    joined = [torch.cat(parts) for parts in zip(*flat)]
+    return rebuild(iter(joined))
 
 
 def _auto_chunk(step_bytes, T):
