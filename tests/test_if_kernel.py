@@ -123,14 +123,18 @@ def test_automatic_plan_keeps_folded_tensors_under_the_limit(
     assert torch.equal(first, whole) and torch.equal(second, whole)
 
 
-def test_chunked_outputs_that_skip_the_neurons_stay_constant():
-    class TwoHeads(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.act = QuantReLU(bits=2)
-            self.act.alpha.data.fill_(1.0)
+class ConvAct(nn.Module):
+    """conv -> 2-bit QuantReLU; subclasses shape the output."""
 
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = QuantReLU(bits=2)
+        self.act.alpha.data.fill_(1.0)
+
+
+def test_chunked_outputs_that_skip_the_neurons_stay_constant():
+    class TwoHeads(ConvAct):
         def forward(self, x):
             return dict(spiking=self.act(self.conv(x)), direct=x * 2)
 
@@ -194,13 +198,7 @@ def test_network_in_place_neurons_same_bits_and_hooks_respected():
 def test_outputs_without_batch_axis_are_not_sliced(monkeypatch):
     from fastsnn_mm.spiking import runner
 
-    class Pooled(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.act = QuantReLU(bits=2)
-            self.act.alpha.data.fill_(1.0)
-
+    class Pooled(ConvAct):
         def forward(self, x):
             return self.act(self.conv(x)).mean()  # no batch axis
 
