@@ -8,7 +8,7 @@
    load from elsewhere on the machine hits both; the median of the per-round
    ratios is reported. --reference adds rows with the reference neuron loop
    (FASTSNN_IF_KERNEL=0) for comparison; --time-chunk adds rows that fold
-   at most that many steps per pass.
+   at most that many steps per pass; --fold-bn a row with BN folded.
 2. Memory: peak memory of streaming-mode SNN inference / QANN inference, at
    T=15. Each case runs in a fresh process (big allocations are mmap'ed so
    freed memory leaves the resident set); the kernel's peak-RSS mark is
@@ -141,11 +141,13 @@ def run_child(case, args, batch):
 
 def time_table(args, net, x):
     from fastsnn_mm import convert_to_snn
-    # None: the default (chunk chosen from FOLD_BYTES); 0: all T at once
-    variants = [(None, 'kernel'), (0, 'kernel')] + \
-        [(c, 'kernel') for c in args.time_chunk]
+    # chunk None: the default plan (FOLD_BYTES); 0: all T steps at once
+    variants = [dict(chunk=None), dict(chunk=0)] + \
+        [dict(chunk=c) for c in args.time_chunk]
+    if args.fold_bn:
+        variants.append(dict(chunk=None, fold_bn=True))
     if args.reference:
-        variants.append((None, 'reference'))
+        variants.append(dict(chunk=None, update='reference'))
     print(f'\n| T | time chunk | neuron update | T x QANN (ms) | '
           'SNN folded (ms) | SNN / (T x QANN), median | min - max |')
     print('|---|---|---|---|---|---|---|')
@@ -155,16 +157,20 @@ def time_table(args, net, x):
             def qann_T():
                 for _ in range(T):
                     net(x)
-            for chunk, update in variants:
+            for v in variants:
+                chunk, update = v['chunk'], v.get('update', 'kernel')
                 if chunk is not None and chunk >= T:
                     continue
                 os.environ['FASTSNN_IF_KERNEL'] = \
                     '1' if update == 'kernel' else '0'
                 snn = convert_to_snn(net, timesteps=T,
-                                     time_chunk=T if chunk == 0 else chunk)
+                                     time_chunk=T if chunk == 0 else chunk,
+                                     fold_bn=v.get('fold_bn', False))
                 tq, ts, ratio, lo, hi = paired(qann_T, lambda: snn(x),
                                                args.repeats)
                 label = {None: 'auto', 0: 'all T'}.get(chunk, chunk)
+                if v.get('fold_bn'):
+                    update += ' + BN folded'
                 rows.append(dict(T=T, variant=f'chunk {label}, {update}',
                                  ratio=ratio, lo=lo, hi=hi))
                 print(f"| {T} | {label} | {update} | "
@@ -235,6 +241,8 @@ def main():
     p.add_argument('--plot', help='also draw the time table as a PNG here')
     p.add_argument('--only', choices=['time', 'memory'],
                    help='run one of the two parts')
+    p.add_argument('--fold-bn', action='store_true',
+                   help='also time the SNN with BN folded into the convs')
     p.add_argument('--reference', action='store_true',
                    help='also time the reference (uncompiled) neuron loop')
     p.add_argument('--threads', type=int, default=None)

@@ -141,20 +141,19 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     if chunk is not None:
         return _run(model, path, x, T, mode, chunk)
     B = x.shape[0]
-    per_sample = _sample_step_bytes(model, path, x, T)
+    shape = _input_shape_info(model, path, x, T)
+    per_sample = shape['step_bytes']
     if per_sample * T * B <= FOLD_BYTES:
         return _run(model, path, x, T, mode, T)
     per_slice = int(FOLD_BYTES // max(per_sample * T, 1))
-    key = ('unsplittable', tuple(x.shape[1:]))
-    if per_slice >= 1 and key not in model.__dict__['_fastsnn_step_bytes']:
+    if per_slice >= 1 and shape['sliceable']:
+        starts = range(0, B, per_slice)
         outs = [_run(model, path, x[i:i + per_slice], T, mode, T)
-                for i in range(0, B, per_slice)]
-        merged = _cat_batches(outs, [len(x[i:i + per_slice])
-                                     for i in range(0, B, per_slice)])
+                for i in starts]
+        merged = _cat_batches(outs, [len(x[i:i + per_slice]) for i in starts])
         if merged is not None:
             return merged
-        # an output without the batch first: do not slice this model again
-        model.__dict__['_fastsnn_step_bytes'][key] = True
+        shape['sliceable'] = False  # an output without the batch first
     return _run(model, path, x, T, mode, _auto_chunk(per_sample * B, T))
 
 
@@ -173,17 +172,19 @@ def _run(model, path, x, T, mode, chunk):
     return avg.mean()
 
 
-def _sample_step_bytes(model, path, x, T):
-    """Bytes of one step's largest neuron input for one image of this
-    shape: learnt once per input shape from a one-image, one-step pass."""
-    known = model.__dict__.setdefault('_fastsnn_step_bytes', {})
+def _input_shape_info(model, path, x, T):
+    """What the plan needs about inputs of this shape, learnt once: the
+    bytes of one step's largest neuron input for one image (from a
+    one-image, one-step pass) and whether outputs can be cut by batch."""
+    known = model.__dict__.setdefault('_fastsnn_input_shapes', {})
     key = tuple(x.shape[1:])
     if key not in known:
         with timestep_context(model, T, 1, 'folded') as neurons:
             for n in neurons:
                 n.begin_step(1)
             path(x[:1])
-            known[key] = max((n.step_bytes for n in neurons), default=0)
+            step_bytes = max((n.step_bytes for n in neurons), default=0)
+        known[key] = dict(step_bytes=step_bytes, sliceable=True)
     return known[key]
 
 
