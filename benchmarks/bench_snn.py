@@ -14,7 +14,9 @@
    freed memory leaves the resident set); the kernel's peak-RSS mark is
    reset just before the forward pass, so "working" memory is what the
    inference needed beyond the loaded model and input; "total" adds the
-   model's parameters and buffers.
+   model's parameters and buffers. "streaming" runs the batch in slices
+   whose neuron state fits the runner's budget (the default);
+   "streaming-whole-batch" keeps state for the whole batch at once.
 
     python benchmarks/bench_snn.py [--batch 32] [--timesteps 3 7 15]
 """
@@ -33,7 +35,8 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 
-MEMORY_CASES = ('qann', 'streaming', 'folded', 'folded-all-T')
+MEMORY_CASES = ('qann', 'streaming', 'streaming-whole-batch', 'folded',
+                'folded-all-T')
 
 
 def build(width, bits, seed=0):
@@ -103,8 +106,11 @@ def memory_case(args):
     net = build(args.width, args.bits)
     if args.case != 'qann':
         from fastsnn_mm import convert_to_snn
+        from fastsnn_mm.spiking import runner
         T = args.mem_timesteps
-        mode = 'streaming' if args.case == 'streaming' else 'folded'
+        mode = 'streaming' if args.case.startswith('streaming') else 'folded'
+        if args.case == 'streaming-whole-batch':
+            runner.STATE_BYTES = 2**62  # never slice
         chunk = T if args.case == 'folded-all-T' else None
         net = convert_to_snn(net, timesteps=T, mode=mode, inplace=True,
                              time_chunk=chunk)
@@ -117,15 +123,16 @@ def memory_case(args):
     with torch.no_grad():
         net(x)
     work = peak_rss_bytes() - base
-    # what the streaming neurons kept for the whole run: V (float32) and,
-    # for the signed rule, the net count (int8 for T <= 127)
+    # what the streaming neurons kept for the whole run of one slice: V
+    # (float32) and, for the signed rule, the net count (int8 for T <= 127)
     state = 0
-    if args.case == 'streaming':
-        from fastsnn_mm import IFNeuron
-        state = sum(n.step_bytes * (1.25 if n.signed else 1.0)
-                    for n in net.modules() if isinstance(n, IFNeuron))
+    if args.case.startswith('streaming'):
+        info, = net.module.__dict__['_fastsnn_input_shapes'].values()
+        largest = runner.slice_sizes(
+            args.batch, runner.streaming_slice(info, args.batch))[0]
+        state = info['state_bytes'] * largest
     print(json.dumps(dict(case=args.case, work=work, model=model_bytes,
-                          state=int(state))))
+                          state=state)))
 
 
 def run_child(case, args, batch):

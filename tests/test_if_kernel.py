@@ -212,3 +212,73 @@ def test_outputs_without_batch_axis_are_not_sliced(monkeypatch):
         whole = convert_to_snn(net, timesteps=3, time_chunk=3)(x)
     assert out.dim() == 0
     assert torch.allclose(out, whole) and torch.equal(out, again)
+
+
+def _state_bytes(net):
+    """Bytes of membrane and count every neuron of ``net`` holds now."""
+    from fastsnn_mm.spiking.runner import neurons_of
+    return sum(t.numel() * t.element_size() for n in neurons_of(net)
+               for state in n.states for t in state if t is not None)
+
+
+@pytest.mark.parametrize('neuron', ['signed', 'unsigned'])
+def test_streaming_slices_the_batch_to_bound_neuron_state(
+        monkeypatch, neuron):
+    from fastsnn_mm.spiking import runner
+    net = randomised(SmallResNet(bits=2))
+    x = torch.randn(5, 3, 16, 16)
+    T = 3
+    with torch.no_grad():
+        folded = convert_to_snn(net, timesteps=T, neuron=neuron,
+                                time_chunk=T)
+        snn = convert_to_snn(net, timesteps=T, neuron=neuron,
+                             mode='streaming')
+        whole = snn(x)  # the default budget holds five tiny images
+        held, batches = [], []
+
+        def path(inp):  # record the state held after each step's pass
+            out = snn.module(inp)
+            held.append(_state_bytes(snn.module))
+            batches.append(inp.shape[0])
+            return out
+
+        info = runner._input_shape_info(snn.module, snn.module, x, T)
+        per_image = info['state_bytes']
+        # the sizing pass's figure is the state one image really holds
+        assert held == [] and per_image > 0
+        run_timesteps(snn.module, path, x[:1], T, 'streaming')
+        assert held == [per_image] * T
+        held.clear(), batches.clear()
+        # room for two images' state: balanced slices 2, 2, 1, T steps each
+        monkeypatch.setattr(runner, 'STATE_BYTES', 2 * per_image + 1)
+        monkeypatch.setattr(runner, 'STATE_ACTIVATIONS', 0)
+        sliced = run_timesteps(snn.module, path, x, T, 'streaming')
+        same_slices = torch.cat([folded(part) for part in x.split(
+            [2, 2, 1])])
+    assert batches == [2] * T + [2] * T + [1] * T
+    assert max(held) == 2 * per_image
+    # the same spikes; conv and linear kernels may round differently at
+    # another batch size (here the one-image slice), as the QANN's do
+    assert torch.allclose(sliced, same_slices, rtol=0, atol=1e-6)
+    assert torch.allclose(sliced, whole, rtol=0, atol=1e-6)
+    assert torch.equal(whole, folded(x))
+
+
+def test_plans_balance_the_slices(monkeypatch):
+    from fastsnn_mm.spiking import runner
+    net = randomised(SmallResNet(bits=2))
+    snn = convert_to_snn(net, timesteps=3, mode='streaming')
+    x = torch.randn(7, 3, 16, 16)
+    batches = []
+    snn.module.backbone.register_forward_hook(
+        lambda m, i, o: batches.append(i[0].shape[0]))
+    with torch.no_grad():
+        snn(x[:1])  # sizing pass + one image
+        per_image = runner._input_shape_info(snn.module, snn.module, x,
+                                             3)['state_bytes']
+        batches.clear()
+        monkeypatch.setattr(runner, 'STATE_BYTES', 3 * per_image)
+        monkeypatch.setattr(runner, 'STATE_ACTIVATIONS', 0)
+        snn(x)
+    # 7 images by at most 3: 3, 2, 2 rather than 3, 3, 1
+    assert batches == [3] * 3 + [2] * 3 + [2] * 3

@@ -30,17 +30,18 @@ from . import kernel
 NEG_EPS = 1e-6
 
 
-def new_state(like, theta, signed: bool, timesteps: int):
-    """Membrane at theta/2 and, for the signed rule, a net spike count.
-
-    A neuron fires at most once a step, so |count| <= T: int8 holds it for
+def count_dtype(timesteps: int):
+    """A neuron fires at most once a step, so |count| <= T: int8 holds it for
     T <= 127 at a quarter of float's memory, which matters in streaming
-    mode, where every neuron keeps its state for the whole run.
-    """
+    mode, where every neuron keeps its state for the whole run."""
+    return torch.int8 if timesteps <= 127 else torch.int32
+
+
+def new_state(like, theta, signed: bool, timesteps: int):
+    """Membrane at theta/2 and, for the signed rule, a net spike count."""
     v = torch.full(like.shape, 0.5, dtype=like.dtype,
                    device=like.device).mul_(theta)
-    dtype = torch.int8 if timesteps <= 127 else torch.int32
-    count = torch.zeros(like.shape, dtype=dtype,
+    count = torch.zeros(like.shape, dtype=count_dtype(timesteps),
                         device=like.device) if signed else None
     return v, count
 
@@ -139,6 +140,11 @@ class IFNeuron(nn.Module):
         else:  # state carries over to the next call (streaming, chunks)
             out = self._run_stateful(steps, theta, constant, step_shape)
         return out.reshape(S * B, *x.shape[1:])
+
+    @property
+    def count_bytes(self) -> int:
+        """Bytes per value of the net count the signed rule keeps."""
+        return count_dtype(self.timesteps).itemsize
 
     def _write_over_input(self) -> bool:
         # a hook may read the input after forward (statistics, fine-tuning)

@@ -5,6 +5,9 @@ it to T steps, later layers see [T*B, ...], and outputs are averaged over T.
 Streaming: the path is called T times on the same input; neurons keep state.
 Folded in chunks (``time_chunk``): ceil(T / chunk) calls, each folding up to
 chunk steps into the batch, state carried over between calls.
+Both modes may cut a large batch into slices run one after the other
+(samples are independent in inference): folded to keep each folded tensor
+small, streaming to bound the membrane state every neuron keeps.
 Either way the neuron state is reset before every batch by the runner, never
 left to the caller.
 """
@@ -22,6 +25,16 @@ MODES = ('folded', 'streaming')
 #: one is fresh memory from the OS, and the page faults cost more than the
 #: passes saved (measured in benchmarks/bench_snn.py). It also bounds memory.
 FOLD_BYTES = 16 * 2**20
+
+#: Streaming mode keeps a membrane (and, signed, a count) for every neuron
+#: of the network for the whole run: 5 bytes per activation of every layer,
+#: where the QANN holds only the few activations alive at once. A batch
+#: whose state would pass both this size and STATE_ACTIVATIONS times the
+#: batch's largest activation (which the QANN itself must hold) runs in
+#: slices, so peak memory stays within a small factor of the QANN's at any
+#: batch size (measured in benchmarks/bench_snn.py).
+STATE_BYTES = 4 * 2**20
+STATE_ACTIVATIONS = 2
 
 
 def neurons_of(model):
@@ -133,11 +146,16 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     None plans the passes so that each folded activation stays under
     :data:`FOLD_BYTES`: the whole batch with all T steps when it fits, else
     slices of the batch with all T steps, else the whole batch in chunks of
-    steps (pass T or more to fold all steps at once). Every choice gives the
-    same bits.
+    steps (pass T or more to fold all steps at once). Streaming runs slices
+    of the batch whose neuron state fits :data:`STATE_BYTES`, or twice the
+    batch's largest activation when that is more. Plans that
+    keep the batch whole give the same bits; slices agree to float
+    rounding (see :func:`_in_slices`).
     """
     T = check_timesteps(timesteps)
     chunk = check_time_chunk(time_chunk, check_mode(mode), T)
+    if mode == 'streaming':
+        return _streaming(model, path, x, T)
     if chunk is not None:
         return _run(model, path, x, T, mode, chunk)
     B = x.shape[0]
@@ -146,15 +164,59 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     if per_sample * T * B <= FOLD_BYTES:
         return _run(model, path, x, T, mode, T)
     per_slice = int(FOLD_BYTES // max(per_sample * T, 1))
-    if per_slice >= 1 and shape['sliceable']:
-        starts = range(0, B, per_slice)
-        outs = [_run(model, path, x[i:i + per_slice], T, mode, T)
-                for i in starts]
-        merged = _cat_batches(outs, [len(x[i:i + per_slice]) for i in starts])
-        if merged is not None:
-            return merged
-        shape['sliceable'] = False  # an output without the batch first
+    out = _in_slices(model, path, x, T, mode, T, per_slice, shape)
+    if out is not None:
+        return out
     return _run(model, path, x, T, mode, _auto_chunk(per_sample * B, T))
+
+
+def _streaming(model, path, x, T):
+    """One step per call; the batch in slices whose state fits the budget
+    of :data:`STATE_BYTES` / :data:`STATE_ACTIVATIONS` (at least one image
+    a slice)."""
+    B = x.shape[0]
+    shape = _input_shape_info(model, path, x, T)
+    per_slice = streaming_slice(shape, B)
+    if per_slice < B:
+        out = _in_slices(model, path, x, T, 'streaming', 1, per_slice, shape)
+        if out is not None:
+            return out
+    return _run(model, path, x, T, 'streaming', 1)
+
+
+def streaming_slice(shape, batch: int) -> int:
+    """Images per streaming slice for a batch of inputs of this shape
+    (``shape``: the sizing pass's figures)."""
+    budget = max(STATE_BYTES, STATE_ACTIVATIONS * shape['step_bytes'] * batch)
+    return min(batch, max(1, int(budget // max(shape['state_bytes'], 1))))
+
+
+def slice_sizes(batch: int, per_slice: int):
+    """Fewest slices of at most ``per_slice`` images, sizes within one."""
+    n = -(-batch // per_slice)
+    return [batch // n + (i < batch % n) for i in range(n)]
+
+
+def _in_slices(model, path, x, T, mode, chunk, per_slice, shape):
+    """The batch in consecutive slices of at most ``per_slice`` images,
+    sizes balanced (32 by 12 -> 11, 11, 10), outputs joined; None when
+    slicing cannot apply (an output without the batch axis, or a slice
+    smaller than one image).
+
+    A slice runs the same arithmetic per image, but a conv or linear kernel
+    may round differently at another batch size (a one-image batch takes
+    another code path; the QANN's outputs move in the last bit too), so
+    sliced outputs agree with unsliced ones to float rounding.
+    """
+    if per_slice < 1 or not shape['sliceable']:
+        return None
+    sizes = slice_sizes(x.shape[0], per_slice)
+    outs = [_run(model, path, part, T, mode, chunk)
+            for part in x.split(sizes)]
+    merged = _cat_batches(outs, sizes)
+    if merged is None:
+        shape['sliceable'] = False  # remembered for this input shape
+    return merged
 
 
 def _run(model, path, x, T, mode, chunk):
@@ -173,19 +235,39 @@ def _run(model, path, x, T, mode, chunk):
 
 
 def _input_shape_info(model, path, x, T):
-    """What the plan needs about inputs of this shape, learnt once: the
-    bytes of one step's largest neuron input for one image (from a
-    one-image, one-step pass) and whether outputs can be cut by batch."""
+    """What the plans need about inputs of this shape, learnt once from a
+    one-image, one-step pass: the bytes of the largest neuron input
+    (``step_bytes``), the bytes of state all neurons keep in streaming mode
+    (``state_bytes``), and whether outputs can be cut by batch."""
     known = model.__dict__.setdefault('_fastsnn_input_shapes', {})
     key = tuple(x.shape[1:])
     if key not in known:
+        state = []
         with timestep_context(model, T, 1, 'folded') as neurons:
-            for n in neurons:
-                n.begin_step(1)
-            path(x[:1])
+            hooks = [n.register_forward_hook(_count_state(state))
+                     for n in neurons]
+            try:
+                for n in neurons:
+                    n.begin_step(1)
+                path(x[:1])
+            finally:
+                for h in hooks:
+                    h.remove()
             step_bytes = max((n.step_bytes for n in neurons), default=0)
-        known[key] = dict(step_bytes=step_bytes, sliceable=True)
+        known[key] = dict(step_bytes=step_bytes, state_bytes=sum(state),
+                          sliceable=True)
     return known[key]
+
+
+def _count_state(sizes):
+    """Forward hook: bytes of the state this call site keeps (membrane in
+    the input's dtype, plus the signed rule's count)."""
+    def hook(neuron, inputs, output):
+        x = inputs[0]
+        per_value = x.element_size() + (neuron.count_bytes if neuron.signed
+                                        else 0)
+        sizes.append(x.numel() * per_value)
+    return hook
 
 
 def _cat_batches(outs, sizes):
