@@ -8,7 +8,11 @@
    load from elsewhere on the machine hits both; the median of the per-round
    ratios is reported. --reference adds rows with the reference neuron loop
    (FASTSNN_IF_KERNEL=0) for comparison; --time-chunk adds rows that fold
-   at most that many steps per pass; --fold-bn a row with BN folded.
+   at most that many steps per pass; --fold-bn a row with BN folded;
+   --fold-mib rows with another folded-tensor budget. Last come rows with
+   glibc keeping freed memory for reuse (what tools/test.py sets), QANN and
+   SNN alike: freshly mapped memory page-faults on first touch, and the
+   SNN's larger folded tensors pay more for it.
 2. Memory: peak memory of streaming-mode SNN inference / QANN inference, at
    T=15. Each case runs in a fresh process (big allocations are mmap'ed so
    freed memory leaves the resident set); the kernel's peak-RSS mark is
@@ -127,7 +131,8 @@ def memory_case(args):
     # (float32) and, for the signed rule, the net count (int8 for T <= 127)
     state = 0
     if args.case.startswith('streaming'):
-        info, = net.module.__dict__['_fastsnn_input_shapes'].values()
+        with torch.no_grad():  # the plan's own figures (cached by the run)
+            info = runner.input_shape_info(net.module, net.module, x, T)
         largest = runner.slice_sizes(
             args.batch, runner.streaming_slice(info, args.batch))[0]
         state = info['state_bytes'] * largest
@@ -147,44 +152,63 @@ def run_child(case, args, batch):
 
 
 def time_table(args, net, x):
-    from fastsnn_mm import convert_to_snn
+    from fastsnn_mm.spiking import runner
+    from fastsnn_mm.utils.allocator import retain_freed_memory
     # chunk None: the default plan (FOLD_BYTES); 0: all T steps at once
     variants = [dict(chunk=None), dict(chunk=0)] + \
         [dict(chunk=c) for c in args.time_chunk]
+    variants += [dict(chunk=None, fold_mib=m) for m in args.fold_mib]
     if args.fold_bn:
         variants.append(dict(chunk=None, fold_bn=True))
     if args.reference:
         variants.append(dict(chunk=None, update='reference'))
-    print(f'\n| T | time chunk | neuron update | T x QANN (ms) | '
+    print(f'\n| T | allocator | time chunk | neuron update | T x QANN (ms) | '
           'SNN folded (ms) | SNN / (T x QANN), median | min - max |')
-    print('|---|---|---|---|---|---|---|')
+    print('|---|---|---|---|---|---|---|---|')
+    default_mib = runner.FOLD_BYTES / 2**20
     rows = []
     with torch.no_grad():
+        # glibc's own thresholds first: keeping freed memory cannot be undone
         for T in args.timesteps:
-            def qann_T():
-                for _ in range(T):
-                    net(x)
             for v in variants:
-                chunk, update = v['chunk'], v.get('update', 'kernel')
-                if chunk is not None and chunk >= T:
-                    continue
-                os.environ['FASTSNN_IF_KERNEL'] = \
-                    '1' if update == 'kernel' else '0'
-                snn = convert_to_snn(net, timesteps=T,
-                                     time_chunk=T if chunk == 0 else chunk,
-                                     fold_bn=v.get('fold_bn', False))
-                tq, ts, ratio, lo, hi = paired(qann_T, lambda: snn(x),
-                                               args.repeats)
-                label = {None: 'auto', 0: 'all T'}.get(chunk, chunk)
-                if v.get('fold_bn'):
-                    update += ' + BN folded'
-                rows.append(dict(T=T, variant=f'chunk {label}, {update}',
-                                 ratio=ratio, lo=lo, hi=hi))
-                print(f"| {T} | {label} | {update} | "
-                      f'{tq * 1e3:.0f} | {ts * 1e3:.0f} | {ratio:.3f} | '
-                      f'{lo:.2f} - {hi:.2f} |', flush=True)
+                rows += time_row(args, net, x, T, v, 'glibc default',
+                                 default_mib)
+        if args.allocator and retain_freed_memory():
+            for T in args.timesteps:
+                for v in variants[:2]:  # the plan and all T at once
+                    rows += time_row(args, net, x, T, v, 'keeps freed',
+                                     default_mib)
     os.environ.pop('FASTSNN_IF_KERNEL', None)
+    runner.FOLD_BYTES = int(default_mib * 2**20)
     return rows
+
+
+def time_row(args, net, x, T, v, allocator, default_mib):
+    """One variant of the SNN timed against T QANN passes; [] or [row]."""
+    from fastsnn_mm import convert_to_snn
+    from fastsnn_mm.spiking import runner
+    chunk, update = v['chunk'], v.get('update', 'kernel')
+    if chunk is not None and chunk >= T:
+        return []
+    os.environ['FASTSNN_IF_KERNEL'] = '1' if update == 'kernel' else '0'
+    runner.FOLD_BYTES = int(v.get('fold_mib', default_mib) * 2**20)
+    snn = convert_to_snn(net, timesteps=T,
+                         time_chunk=T if chunk == 0 else chunk,
+                         fold_bn=v.get('fold_bn', False))
+
+    def qann_T():
+        for _ in range(T):
+            net(x)
+    tq, ts, ratio, lo, hi = paired(qann_T, lambda: snn(x), args.repeats)
+    label = {None: 'auto', 0: 'all T'}.get(chunk, chunk)
+    if 'fold_mib' in v:
+        label = f"auto, {v['fold_mib']:g} MiB"
+    if v.get('fold_bn'):
+        update += ' + BN folded'
+    print(f"| {T} | {allocator} | {label} | {update} | {tq * 1e3:.0f} | "
+          f'{ts * 1e3:.0f} | {ratio:.3f} | {lo:.2f} - {hi:.2f} |', flush=True)
+    return [dict(T=T, variant=f'chunk {label}, {update}, {allocator}',
+                 ratio=ratio, lo=lo, hi=hi)]
 
 
 def plot_time(rows, path):
@@ -205,6 +229,7 @@ def plot_time(rows, path):
     ax.set_xticks(sorted({r['T'] for r in rows}))
     ax.legend(fontsize=8)
     fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f'\nplot: {path}')
@@ -245,11 +270,18 @@ def main():
     p.add_argument('--time-chunk', type=int, nargs='*', default=[],
                    help='also time folded runs presenting this many steps '
                    'per pass')
+    p.add_argument('--fold-mib', type=float, nargs='*', default=[],
+                   help='also time the automatic plan with this budget per '
+                   'folded activation (MiB) instead of runner.FOLD_BYTES')
     p.add_argument('--plot', help='also draw the time table as a PNG here')
     p.add_argument('--only', choices=['time', 'memory'],
                    help='run one of the two parts')
     p.add_argument('--fold-bn', action='store_true',
                    help='also time the SNN with BN folded into the convs')
+    p.add_argument('--allocator', action=argparse.BooleanOptionalAction,
+                   default=True,
+                   help='also time with glibc keeping freed memory '
+                   '(fastsnn_mm.utils.allocator), after the default rows')
     p.add_argument('--reference', action='store_true',
                    help='also time the reference (uncompiled) neuron loop')
     p.add_argument('--threads', type=int, default=None)

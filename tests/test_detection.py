@@ -236,6 +236,8 @@ def _run_recording_spikes(snn, x):
     spikes = {}
 
     def record(mod, inputs, out, name):
+        if out.shape[0] % B:  # a one-image pass sizing the plan
+            return
         steps = out.reshape(-1, B, *out.shape[1:])  # folded: one call, T steps
         spikes.setdefault(name, []).extend(steps)  # streaming: T calls
 

@@ -242,7 +242,7 @@ def test_streaming_slices_the_batch_to_bound_neuron_state(
             batches.append(inp.shape[0])
             return out
 
-        info = runner._input_shape_info(snn.module, snn.module, x, T)
+        info = runner.input_shape_info(snn.module, snn.module, x, T)
         per_image = info['state_bytes']
         # the sizing pass's figure is the state one image really holds
         assert held == [] and per_image > 0
@@ -274,7 +274,7 @@ def test_plans_balance_the_slices(monkeypatch):
         lambda m, i, o: batches.append(i[0].shape[0]))
     with torch.no_grad():
         snn(x[:1])  # sizing pass + one image
-        per_image = runner._input_shape_info(snn.module, snn.module, x,
+        per_image = runner.input_shape_info(snn.module, snn.module, x,
                                              3)['state_bytes']
         batches.clear()
         monkeypatch.setattr(runner, 'STATE_BYTES', 3 * per_image)
@@ -282,3 +282,21 @@ def test_plans_balance_the_slices(monkeypatch):
         snn(x)
     # 7 images by at most 3: 3, 2, 2 rather than 3, 3, 1
     assert batches == [3] * 3 + [2] * 3 + [2] * 3
+
+
+def test_sizing_pass_counts_the_state_of_this_neuron_type_and_T():
+    from fastsnn_mm.spiking import runner
+    net = randomised(SmallResNet(bits=2))
+    x = torch.randn(2, 3, 16, 16)
+
+    def state_bytes(snn, T):
+        return runner.input_shape_info(snn.module, snn.module, x,
+                                        T)['state_bytes']
+    signed3 = convert_to_snn(net, timesteps=3, mode='streaming')
+    with torch.no_grad():
+        s3 = state_bytes(signed3, 3)
+        # converted again from the converted copy, which carries its sizes
+        s200 = state_bytes(convert_to_snn(signed3, timesteps=200), 200)
+        u3 = state_bytes(convert_to_snn(signed3, neuron='unsigned'), 3)
+    # float32 membrane + int8 count, + int32 count, no count: 5 / 8 / 4
+    assert s3 * 8 == s200 * 5 and s3 * 4 == u3 * 5

@@ -17,6 +17,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
+from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
                                      load_config, setup_distributed)
 
@@ -44,6 +45,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     if args.timesteps is not None and args.timesteps < 1:
         fail(f'--timesteps must be >= 1, got {args.timesteps}')
     if args.time_chunk is not None and (args.time_chunk < 1

@@ -24,6 +24,8 @@ MODES = ('folded', 'streaming')
 #: every tensor T times the QANN's; past glibc's mmap threshold (32 MiB) each
 #: one is fresh memory from the OS, and the page faults cost more than the
 #: passes saved (measured in benchmarks/bench_snn.py). It also bounds memory.
+#: Below that size glibc may still hand freed memory back to the OS; see
+#: :mod:`fastsnn_mm.utils.allocator` for a process that can keep it.
 FOLD_BYTES = 16 * 2**20
 
 #: Streaming mode keeps a membrane (and, signed, a count) for every neuron
@@ -159,7 +161,7 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     if chunk is not None:
         return _run(model, path, x, T, mode, chunk)
     B = x.shape[0]
-    shape = _input_shape_info(model, path, x, T)
+    shape = input_shape_info(model, path, x, T)
     per_sample = shape['step_bytes']
     if per_sample * T * B <= FOLD_BYTES:
         return _run(model, path, x, T, mode, T)
@@ -175,7 +177,9 @@ def _streaming(model, path, x, T):
     of :data:`STATE_BYTES` / :data:`STATE_ACTIVATIONS` (at least one image
     a slice)."""
     B = x.shape[0]
-    shape = _input_shape_info(model, path, x, T)
+    if B == 1:  # nothing to slice: no sizing pass
+        return _run(model, path, x, T, 'streaming', 1)
+    shape = input_shape_info(model, path, x, T)
     per_slice = streaming_slice(shape, B)
     if per_slice < B:
         out = _in_slices(model, path, x, T, 'streaming', 1, per_slice, shape)
@@ -234,13 +238,16 @@ def _run(model, path, x, T, mode, chunk):
     return avg.mean()
 
 
-def _input_shape_info(model, path, x, T):
+def input_shape_info(model, path, x, T):
     """What the plans need about inputs of this shape, learnt once from a
     one-image, one-step pass: the bytes of the largest neuron input
     (``step_bytes``), the bytes of state all neurons keep in streaming mode
     (``state_bytes``), and whether outputs can be cut by batch."""
     known = model.__dict__.setdefault('_fastsnn_input_shapes', {})
-    key = tuple(x.shape[1:])
+    # T and the neuron type set the count's bytes (a model may be
+    # converted again with others)
+    key = (tuple(x.shape[1:]), T,
+           tuple(sorted({type(n).__name__ for n in neurons_of(model)})))
     if key not in known:
         state = []
         with timestep_context(model, T, 1, 'folded') as neurons:

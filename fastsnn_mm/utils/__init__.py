@@ -1,4 +1,6 @@
+from .allocator import retain_freed_memory
 from .safe_checkpoint import (ALLOWED_GLOBALS, UnsafeCheckpointError,
                               load_checkpoint_file)
 
-__all__ = ['ALLOWED_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file']
+__all__ = ['ALLOWED_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file',
+           'retain_freed_memory']

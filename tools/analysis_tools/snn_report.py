@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm.analysis import (collect_layer_stats, layer_macs,
                                  synops_table, write_report)
+from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
                                      load_config)
 
@@ -72,6 +73,7 @@ def first_batches(runner, model, num):
 
 def main(argv=None):
     args = parse_args(argv)
+    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     runner, model = build_runner(args)
     log = runner.logger.info
     out_dir = args.out_dir or osp.join(runner.work_dir, 'snn_report')
