@@ -22,7 +22,7 @@ demo-seg: install data
 bench: install
 	$(PY) benchmarks/bench_qat_step.py
 	mkdir -p work_dirs/bench
-	$(PY) benchmarks/bench_snn.py --reference --plot work_dirs/bench/snn_time.png
+	$(PY) benchmarks/bench_snn.py --reference --mem-batch 1 2 4 8 32 --plot work_dirs/bench/snn_time.png
 
 test: install
 	$(PY) -m pytest tests

@@ -173,11 +173,15 @@ def time_table(args, net, x):
             for v in variants:
                 rows += time_row(args, net, x, T, v, 'glibc default',
                                  default_mib)
+        if args.layers:
+            layer_table(net, x, args.layers, 'glibc default')
         if args.allocator and retain_freed_memory():
             for T in args.timesteps:
                 for v in variants[:2]:  # the plan and all T at once
                     rows += time_row(args, net, x, T, v, 'keeps freed',
                                      default_mib)
+            if args.layers:
+                layer_table(net, x, args.layers, 'keeps freed')
     os.environ.pop('FASTSNN_IF_KERNEL', None)
     runner.FOLD_BYTES = int(default_mib * 2**20)
     return rows
@@ -209,6 +213,50 @@ def time_row(args, net, x, T, v, allocator, default_mib):
           f'{ts * 1e3:.0f} | {ratio:.3f} | {lo:.2f} - {hi:.2f} |', flush=True)
     return [dict(T=T, variant=f'chunk {label}, {update}, {allocator}',
                  ratio=ratio, lo=lo, hi=hi)]
+
+
+def layer_table(net, x, T, allocator, rounds=3):
+    """Wall time per module kind and input shape: T QANN passes against one
+    SNN run (default plan), summed over calls, mean of ``rounds``. Hooks
+    read each module's input, so neurons do not write over it here."""
+    import collections
+    from fastsnn_mm import convert_to_snn
+    snn = convert_to_snn(net, timesteps=T)
+    kinds = ('Conv2d', 'BatchNorm2d', 'QuantReLU', 'SignedIFNeuron')
+    spent = collections.defaultdict(float)
+    handles = []
+    for tag, model in (('qann', net), ('snn', snn.module)):
+        for m in model.modules():
+            if type(m).__name__ not in kinds:
+                continue
+
+            def pre(mod, inputs):
+                mod._bench_t0 = time.perf_counter()
+
+            def post(mod, inputs, out, tag=tag):
+                kind = 'activation' if type(mod).__name__ in kinds[2:] \
+                    else type(mod).__name__
+                spent[(kind, tuple(inputs[0].shape[1:]), tag)] += \
+                    time.perf_counter() - mod._bench_t0
+            handles += [m.register_forward_pre_hook(pre),
+                        m.register_forward_hook(post)]
+    for r in range(rounds + 1):
+        if r == 1:
+            spent.clear()  # the first round warms up
+        for _ in range(T):
+            net(x)
+        snn(x)
+    for h in handles:
+        h.remove()
+    print(f'\nPer module at T={T}, {allocator} allocator (ms per run; '
+          'activation = QuantReLU in the QANN, the IF neuron in the SNN):')
+    print('| module | input (C, H, W) | T x QANN | SNN | SNN / (T x QANN) |')
+    print('|---|---|---|---|---|')
+    for kind, shape in dict.fromkeys(k[:2] for k in spent):
+        q = spent[(kind, shape, 'qann')] / rounds * 1e3
+        n = spent[(kind, shape, 'snn')] / rounds * 1e3
+        print(f'| {kind} | {shape} | {q:.1f} | {n:.1f} | '
+              f'{n / q if q else float("nan"):.2f} |', flush=True)
 
 
 def plot_time(rows, path):
@@ -282,6 +330,9 @@ def main():
                    default=True,
                    help='also time with glibc keeping freed memory '
                    '(fastsnn_mm.utils.allocator), after the default rows')
+    p.add_argument('--layers', type=int, metavar='T',
+                   help='also time each module kind at this T, per '
+                   'allocator setting')
     p.add_argument('--reference', action='store_true',
                    help='also time the reference (uncompiled) neuron loop')
     p.add_argument('--threads', type=int, default=None)
