@@ -34,7 +34,10 @@ def parse_args():
     parser.add_argument('--neuron', nargs='+', default=['signed'],
                         choices=['signed', 'unsigned'])
     parser.add_argument('--mode', default='folded',
-                        choices=['folded', 'streaming'])
+                        choices=['folded', 'streaming'],
+                        help='folded: T steps folded into the batch (fast); '
+                        'streaming: one step per pass with stateful neurons, '
+                        'large batches in slices (least memory)')
     parser.add_argument('--time-chunk', type=int, default=None,
                         help='folded mode: at most this many steps per pass '
                         '(bounds memory; same spikes)')
