@@ -3,13 +3,13 @@
 A folded SNN pass allocates tensors of several MiB per layer. glibc gives
 chunks above its mmap threshold back to the OS when they are freed, and
 trims the heap top above its trim threshold, so the next tensor of that
-size is fresh memory that page-faults on every first touch. On the 2-core
-benchmark machine those faults made the SNN's first-stage convolutions
-about 1.5x slower per image than the QANN's, and its neuron pass about 3x
-slower than the kernel alone (``benchmarks/bench_snn.py`` measures both
-allocator settings side by side). With both thresholds raised, freed memory
-is reused instead; the process keeps its peak resident memory until it
-exits, and peak memory itself does not grow.
+size is fresh memory that page-faults on every first touch. The SNN's
+folded tensors are larger than the QANN's and pay more for it: on the
+2-core benchmark machine its first-stage convolutions took 1.34x the
+QANN's time with glibc's defaults and 0.93x with freed memory kept
+(``benchmarks/bench_snn.py --layers 7``, which times both settings side by
+side). With both thresholds raised, freed memory is reused instead; the
+process holds on to it until it exits rather than returning it to the OS.
 
 The setting is process-wide, so only entry points that own their process
 call it (``tools/test.py``, the benchmark), never an import. Other C
