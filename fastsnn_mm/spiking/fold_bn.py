@@ -2,7 +2,9 @@
 
 In the SNN every conv and BN runs on T steps' worth of data; a BN folded
 into its conv's weight and bias saves one elementwise pass and one tensor
-per step (measured ~5-9% of the folded SNN's time). Folding is done at run
+per step (BN took 3-4 % of the folded SNN's time in
+``benchmarks/bench_snn.py --layers 7``; the ``--fold-bn`` row shows no gain
+above the noise, so folding is off by default). Folding is done at run
 time, not by rewriting parameters: the checkpoint keys and values stay
 those of the QANN (SNN checkpoints still load into QANN models and back),
 and the folded copy is recomputed whenever a parameter or statistic
