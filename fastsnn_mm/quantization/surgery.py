@@ -130,11 +130,12 @@ def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,
                   logger='current', level=30)
     if weight is not None:
         _quantize_weights(model, _check_weight_cfg(weight), skip)
-    # new QuantReLUs live on the model's device
-    ref = next(model.parameters(), None)
+    # new QuantReLUs live on the model's device, in its float dtype
+    ref = next((p for p in model.parameters() if p.is_floating_point()),
+               None)
     if ref is not None:
         for q in replaced.values():
-            q.to(ref.device)
+            q.to(device=ref.device, dtype=ref.dtype)
     return model
 
 

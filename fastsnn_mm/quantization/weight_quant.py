@@ -32,7 +32,7 @@ def check_weight_bits(bits) -> int:
     return bits
 
 
-def apot_levels(bits: int) -> torch.Tensor:
+def apot_levels(bits: int, device=None, dtype=None) -> torch.Tensor:
     """Non-negative APoT magnitudes in [0, 1] for signed ``bits``-bit weights.
 
     The ``bits - 1`` magnitude bits are split into terms of at most 2 bits;
@@ -46,8 +46,10 @@ def apot_levels(bits: int) -> torch.Tensor:
     terms = [[0.0] + [2.0 ** -(i + j * n) for j in range(2 ** k - 1)]
              for i, k in enumerate(term_bits)]
     sums = sorted({sum(c) for c in itertools.product(*terms)})
-    levels = torch.tensor(sums)
-    return levels / levels.max()
+    levels = torch.tensor(sums, dtype=torch.float64)
+    # normalised in float64, then made where the weights live
+    return (levels / levels.max()).to(
+        device=device, dtype=dtype or torch.get_default_dtype())
 
 
 def _round_ste(y: torch.Tensor, project) -> torch.Tensor:
@@ -73,12 +75,15 @@ class _WeightQuantizer(nn.Module):
     def _clip(self, w: torch.Tensor) -> torch.Tensor:
         if not self.learnable:
             return w.detach().abs().max().clamp_min(1e-8)
-        # the python flag spares a device sync per call once alpha is set
+        # the python flag spares the check once alpha is set; the check
+        # itself is a select on the device (no host sync, runs on meta)
         if not getattr(self, '_ready', False):
-            if not self.initialized.item():
-                with torch.no_grad():
-                    self.alpha.copy_(w.abs().max().clamp_min(1e-8))
-                    self.initialized.fill_(1)
+            with torch.no_grad():
+                init = w.detach().abs().max().clamp_min(1e-8).to(
+                    self.alpha.dtype)
+                self.alpha.copy_(torch.where(self.initialized > 0,
+                                             self.alpha, init))
+                self.initialized.fill_(1)
             self._ready = True
         return self.alpha.abs().clamp_min(1e-8)
 
@@ -115,7 +120,8 @@ class APoTWeightQuantizer(_WeightQuantizer):
 
     def set_bits(self, bits: int) -> None:
         super().set_bits(bits)
-        self.levels = apot_levels(self.bits).to(self.levels.device)
+        self.levels = apot_levels(self.bits, self.levels.device,
+                                  self.levels.dtype)
 
     def _project(self, y):
         lv = self.levels.to(y.dtype)
@@ -158,7 +164,9 @@ class _QuantWeightMixin:
         """Share a trained layer's weight and bias tensors (no copy)."""
         self.weight = layer.weight
         self.bias = layer.bias
-        self.weight_quantizer.to(layer.weight.device)
+        w = layer.weight
+        self.weight_quantizer.to(
+            device=w.device, dtype=w.dtype if w.is_floating_point() else None)
         self.train(layer.training)
         return self
 

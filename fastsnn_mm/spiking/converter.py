@@ -112,7 +112,7 @@ def replace_quant_relus(model, timesteps=None, neuron='signed'):
             if isinstance(child, QuantReLU):
                 setattr(parent, name, cls.from_quant_relu(child, timesteps))
             elif isinstance(child, IFNeuron):  # re-conversion: new T / type
-                new = cls(child.theta.item(), timesteps, child.bits,
+                new = cls(child.theta, timesteps, child.bits,
                           child.inplace)
                 setattr(parent, name, new)
     return timesteps

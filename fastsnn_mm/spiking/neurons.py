@@ -12,118 +12,92 @@ Two execution modes give the same spikes:
   * folded: time is folded into the batch axis. The neuron sees [T*B, ...]
     (or [B, ...] when its input is the same at every step, i.e. the layers
     before the first neuron ran only once) and loops over T itself.
-  * streaming: the network is called once per step; the neuron keeps V and
-    its count between calls. Memory does not grow with T.
+  * streaming: the network is called once per step; the neuron's V and
+    count carry over between calls. Memory does not grow with T.
   * folded in time chunks: each call presents a chunk of S < T steps folded
     into the batch, state carried over as in streaming; memory grows with
     S, not T.
-The update itself runs in the compiled kernel (``kernel.py``) when it can,
-else in the reference loop below; both give the same bits.
+How many steps a call presents, the batch size and the carried state are
+the runner's (:class:`runner.TimestepRun`): a neuron runs the steps it is
+handed. The update itself is :mod:`functional`'s, through the fastest
+kernel for the device (C on the CPU, Triton on CUDA), all with the same bits
+as the reference loop on that device.
 """
 import torch
 from torch import nn
 
 from ..registry import MODELS
-from . import kernel
+from .functional import (NEG_EPS, count_dtype, if_folded, if_loop, if_step,
+                         if_stateful, new_state)
 
-#: A membrane this far below zero counts as negative (absorbs float noise).
-NEG_EPS = 1e-6
-
-
-def count_dtype(timesteps: int):
-    """A neuron fires at most once a step, so |count| <= T: int8 holds it for
-    T <= 127 at a quarter of float's memory, which matters in streaming
-    mode, where every neuron keeps its state for the whole run."""
-    return torch.int8 if timesteps <= 127 else torch.int32
+__all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'NEG_EPS', 'count_dtype',
+           'new_state', 'if_step', 'if_loop', 'threshold_from_alpha']
 
 
-def new_state(like, theta, signed: bool, timesteps: int):
-    """Membrane at theta/2 and, for the signed rule, a net spike count."""
-    v = torch.full(like.shape, 0.5, dtype=like.dtype,
-                   device=like.device).mul_(theta)
-    count = torch.zeros(like.shape, dtype=count_dtype(timesteps),
-                        device=like.device) if signed else None
-    return v, count
-
-
-def if_step(v, count, x, theta, signed: bool):
-    """One in-place IF update; returns the signed spike tensor (+1/0/-1)."""
-    v.add_(x)
-    pos = v >= theta
-    v.sub_(pos * theta)
-    if not signed:
-        return pos.to(v.dtype)
-    # only the signed rule needs the net count
-    neg = (v < -NEG_EPS * theta) & (count > 0)
-    v.add_(neg * theta)
-    count.add_(pos).add_(neg, alpha=-1)
-    return pos.to(v.dtype) - neg.to(v.dtype)
-
-
-def if_loop(x_steps, theta, signed: bool, constant: bool, timesteps: int):
-    """Reference T-step loop. ``x_steps`` is [T, ...] or, if ``constant``,
-    one step's input [...] repeated T times. Returns spikes [T, ...]."""
-    shape = x_steps.shape if constant else x_steps.shape[1:]
-    v, count = new_state(x_steps.new_empty(shape), theta, signed, timesteps)
-    out = x_steps.new_empty((timesteps, *shape))
-    for t in range(timesteps):
-        out[t] = if_step(v, count, x_steps if constant else x_steps[t],
-                         theta, signed)
-    return out
+def threshold_from_alpha(alpha) -> torch.Tensor:
+    """theta = |alpha| (at least 1e-8), a detached 1-element tensor on
+    alpha's device and in its dtype: no host round trip."""
+    return alpha.detach().abs().clamp_min(1e-8).reshape(1).clone()
 
 
 class IFNeuron(nn.Module):
-    """Unsigned integrate-and-fire neuron (the comparison baseline)."""
+    """Unsigned integrate-and-fire neuron (the comparison baseline).
+
+    Args:
+        theta (float | Tensor): threshold; a tensor keeps its device and
+            dtype. Defaults to 1.0.
+        timesteps (int): the T it was converted for (2^b - 1 by default);
+            a run presents its own T. Defaults to 1.
+        bits (int | None): bits of the QuantReLU it replaced.
+        inplace (bool): may write spikes over its input (QuantReLU's
+            ``inplace``). Defaults to False.
+    """
 
     signed = False
 
-    def __init__(self, theta: float = 1.0, timesteps: int = 1,
-                 bits: int = None, inplace: bool = False):
+    def __init__(self, theta=1.0, timesteps: int = 1, bits: int = None,
+                 inplace: bool = False):
         super().__init__()
-        #: may write spikes over the input (QuantReLU's ``inplace``)
         self.inplace = bool(inplace)
-        self.register_buffer('theta', torch.tensor([float(theta)]))
-        #: bits of the QuantReLU this neuron replaced (decides default T)
+        if not isinstance(theta, torch.Tensor):
+            theta = torch.tensor([float(theta)])
+        self.register_buffer('theta', theta.detach().reshape(1).clone())
         self.bits = bits
         self.timesteps = int(timesteps)
-        self.mode = 'folded'
-        self.batch_size = None  # set by the runner in folded mode
-        self.step_bytes = 0  # size of one step's input (last call)
-        self.reset()
+        #: the run presenting steps now (set by the runner), else None
+        self.timestep_run = None
 
     @classmethod
     def from_quant_relu(cls, qrelu, timesteps: int):
-        theta = qrelu.alpha.detach().abs().clamp_min(1e-8).item()
-        return cls(theta=theta, timesteps=timesteps, bits=qrelu.bits,
+        return cls(theta=threshold_from_alpha(qrelu.alpha),
+                   timesteps=timesteps, bits=qrelu.bits,
                    inplace=getattr(qrelu, 'inplace', False))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a QANN checkpoint stores the threshold as its QuantReLU's alpha
         alpha = state_dict.pop(prefix + 'alpha', None)
         if alpha is not None and prefix + 'theta' not in state_dict:
-            state_dict[prefix + 'theta'] = alpha.abs().clamp_min(1e-8).reshape(1)
+            state_dict[prefix + 'theta'] = threshold_from_alpha(alpha)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def reset(self):
-        """Forget the membrane state; the runner calls this per batch."""
-        self.states = []  # one (v, count) per call site of this module
-        self.steps = self.timesteps if self.mode == 'folded' else 1
-        self.begin_step()
+    @property
+    def states(self):
+        """(membrane, count) per call site this run, [] outside a run."""
+        run = self.timestep_run
+        return [] if run is None else run.states_of(self)
 
-    def begin_step(self, steps: int = None):
-        """A new call of the network starts, presenting ``steps`` time steps
-        (streaming: 1; folded: all T, or a chunk of them)."""
-        self.calls = 0
-        if steps is not None:
-            self.steps = steps
+    @property
+    def count_bytes(self) -> int:
+        """Bytes per value of the net count the signed rule keeps."""
+        return count_dtype(self.timesteps).itemsize
 
     def forward(self, x):
-        theta = self.theta.to(x.dtype)
-        S, B = self.steps, self.batch_size
-        if B is None:
+        run = self.timestep_run
+        if run is None:
             raise RuntimeError(
                 f'{type(self).__name__} called outside a timestep runner: '
                 'use the converted model (convert_to_snn) to run it')
+        S, B = run.steps, run.batch_size
         if x.shape[0] == S * B and S > 1:
             steps, constant = x.reshape(S, B, *x.shape[1:]), False
         elif x.shape[0] == B:
@@ -133,18 +107,18 @@ class IFNeuron(nn.Module):
             raise RuntimeError(
                 f'{type(self).__name__}: batch {x.shape[0]} is neither B={B} '
                 f'nor {S} steps x B={S * B}')
-        step_shape = x.shape if constant else steps.shape[1:]
-        self.step_bytes = step_shape.numel() * x.element_size()
-        if S == self.timesteps:  # the whole run in this call: fresh state
-            out = self._run_fresh(steps, theta, constant)
+        # a no-op once the model was moved with .to(); no host sync
+        theta = self.theta.to(device=x.device, dtype=x.dtype)
+        in_place = self._write_over_input()
+        if run.fresh:  # the whole run in this call
+            out = if_folded(steps, theta, self.signed, constant,
+                            run.timesteps, in_place)
         else:  # state carries over to the next call (streaming, chunks)
-            out = self._run_stateful(steps, theta, constant, step_shape)
+            v, count = run.state(self, steps if constant else steps[0],
+                                 theta)
+            out = if_stateful(v, count, steps, theta, self.signed, constant,
+                              S, in_place)
         return out.reshape(S * B, *x.shape[1:])
-
-    @property
-    def count_bytes(self) -> int:
-        """Bytes per value of the net count the signed rule keeps."""
-        return count_dtype(self.timesteps).itemsize
 
     def _write_over_input(self) -> bool:
         # a hook may read the input after forward (statistics, fine-tuning)
@@ -152,35 +126,9 @@ class IFNeuron(nn.Module):
             self._forward_hooks or self._forward_pre_hooks
             or nn.modules.module._global_forward_hooks)
 
-    def _run_fresh(self, steps, theta, constant):
-        T = self.timesteps
-        if kernel.usable(steps, theta):
-            return kernel.if_folded(steps, theta, self.signed, constant, T,
-                                    NEG_EPS, self._write_over_input())
-        return if_loop(steps, theta, self.signed, constant, T) * theta
-
-    def _run_stateful(self, steps, theta, constant, step_shape):
-        # an mm block may call one activation module at several places;
-        # each call site is its own neuron layer with its own state
-        if self.calls == len(self.states):
-            like = steps if constant else steps[0]
-            self.states.append(new_state(like, theta, self.signed,
-                                         self.timesteps))
-        v, count = self.states[self.calls]
-        self.calls += 1
-        S = self.steps
-        if kernel.usable(steps, v, theta):
-            return kernel.if_stateful(v, count, steps, theta, self.signed,
-                                      constant, S, NEG_EPS,
-                                      self._write_over_input())
-        out = steps.new_empty((S, *step_shape))
-        for t in range(S):
-            out[t] = if_step(v, count, steps if constant else steps[t],
-                             theta, self.signed) * theta
-        return out
-
     def extra_repr(self):
-        return (f'theta={self.theta.item():.4g}, timesteps={self.timesteps}, '
+        theta = 'meta' if self.theta.is_meta else f'{self.theta.item():.4g}'
+        return (f'theta={theta}, timesteps={self.timesteps}, '
                 f'signed={self.signed}')
 
 

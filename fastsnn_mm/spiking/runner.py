@@ -7,14 +7,20 @@ Folded in chunks (``time_chunk``): ceil(T / chunk) calls, each folding up to
 chunk steps into the batch, state carried over between calls.
 Both modes may cut a large batch into slices run one after the other
 (samples are independent in inference): folded to keep each folded tensor
-small, streaming to bound the membrane state every neuron keeps.
+small, streaming to bound the membrane state every neuron keeps. The plan
+is the device's (:func:`plan_for`): small passes on the CPU, where memory
+traffic decides; all T steps of the batch at once on a GPU while free
+device memory allows, where launches and small batches waste it.
 Either way the neuron state is reset before every batch by the runner, never
 left to the caller.
 """
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
+from .functional import count_dtype, new_state
 from .neurons import IFNeuron
 
 MODES = ('folded', 'streaming')
@@ -26,6 +32,7 @@ MODES = ('folded', 'streaming')
 #: passes saved (measured in benchmarks/bench_snn.py). It also bounds memory.
 #: Below that size glibc may still hand freed memory back to the OS; see
 #: :mod:`fastsnn_mm.utils.allocator` for a process that can keep it.
+#: CPU only: see :data:`DEVICE_FOLD_SHARE` for GPUs.
 FOLD_BYTES = 16 * 2**20
 
 #: Streaming mode keeps a membrane (and, signed, a count) for every neuron
@@ -34,9 +41,21 @@ FOLD_BYTES = 16 * 2**20
 #: whose state would pass both this size and STATE_ACTIVATIONS times the
 #: batch's largest activation (which the QANN itself must hold) runs in
 #: slices, so peak memory stays within a small factor of the QANN's at any
-#: batch size (measured in benchmarks/bench_snn.py).
+#: batch size (measured in benchmarks/bench_snn.py). CPU only.
 STATE_BYTES = 4 * 2**20
 STATE_ACTIVATIONS = 2
+
+#: On a GPU few large passes are fast and small ones waste launches (all T
+#: steps folded at once was 4-13x faster than the CPU plan on an H200 for
+#: QResNet-18): folded mode presents all T steps of the whole batch unless
+#: the largest time-folded activation would pass this share of the free
+#: device memory (a pass holds a few such tensors at once), then slices the
+#: batch, then chunks the steps.
+DEVICE_FOLD_SHARE = 1 / 8
+
+#: Streaming on a GPU slices the batch only when all neurons' state would
+#: pass this share of the free device memory.
+DEVICE_STATE_SHARE = 1 / 4
 
 
 def neurons_of(model):
@@ -58,7 +77,7 @@ def check_timesteps(timesteps) -> int:
 
 def check_time_chunk(time_chunk, mode: str, timesteps: int):
     """Steps per call: 1 (streaming), the chunk asked for, or None (folded,
-    chosen from :data:`FOLD_BYTES`)."""
+    chosen by the device's plan, :func:`plan_for`)."""
     if time_chunk is None:
         return None if mode == 'folded' else 1
     if mode != 'folded':
@@ -71,19 +90,143 @@ def check_time_chunk(time_chunk, mode: str, timesteps: int):
     return min(time_chunk, timesteps)
 
 
+class TimestepRun:
+    """One batch's run as its neurons see it.
+
+    The runner says how many steps each call of the path presents
+    (:meth:`begin_pass`); a neuron reads ``steps`` and ``batch_size`` to
+    view its input, and asks :meth:`state` for the membrane and count of
+    its current call site when the state carries over between calls. An mm
+    block may call one activation module at several places: each call site
+    is its own neuron layer with its own state, in call order.
+    """
+
+    def __init__(self, timesteps: int, batch_size: int, mode: str):
+        self.timesteps = check_timesteps(timesteps)
+        self.batch_size = int(batch_size)
+        self.mode = check_mode(mode)
+        #: steps presented by the current call of the path
+        self.steps = self.timesteps if mode == 'folded' else 1
+        self._states = {}  # neuron -> [(v, count) per call site]
+        self._calls = {}  # neuron -> call sites seen in this pass
+
+    @property
+    def fresh(self) -> bool:
+        """True when one call presents all T steps: nothing carries over."""
+        return self.steps == self.timesteps
+
+    def begin_pass(self, steps: int):
+        """A new call of the path starts, presenting ``steps`` steps."""
+        self.steps = int(steps)
+        self._calls.clear()
+
+    def state(self, neuron, like, theta):
+        """The (membrane, count) of ``neuron``'s next call site, made on
+        ``like``'s device and dtype at its first call."""
+        sites = self._states.setdefault(neuron, [])
+        k = self._calls.get(neuron, 0)
+        self._calls[neuron] = k + 1
+        if k == len(sites):
+            sites.append(new_state(like, theta, neuron.signed,
+                                   self.timesteps))
+        return sites[k]
+
+    def states_of(self, neuron):
+        return self._states.get(neuron, [])
+
+
 @contextmanager
-def timestep_context(model, timesteps: int, batch_size: int, mode: str):
-    """Configure every neuron for one batch and clear its state after."""
+def timestep_run(model, timesteps: int, batch_size: int, mode: str):
+    """Attach a fresh :class:`TimestepRun` to every neuron of ``model`` for
+    one batch; detach it (and its state) after."""
+    run = TimestepRun(timesteps, batch_size, mode)
     neurons = neurons_of(model)
     for n in neurons:
-        n.timesteps, n.batch_size, n.mode = timesteps, batch_size, mode
-        n.reset()
+        n.timestep_run = run
     try:
-        yield neurons
+        yield run
     finally:
         for n in neurons:
-            n.reset()
-            n.batch_size = None
+            n.timestep_run = None
+
+
+@contextmanager
+def timestep_context(model, timesteps: int, batch_size: int, mode: str):
+    """Run ``model``'s neurons for one batch (every call of the path
+    presents all T steps in folded mode, one in streaming) and clear their
+    state after; yields the neurons."""
+    with timestep_run(model, timesteps, batch_size, mode):
+        yield neurons_of(model)
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """How one batch goes through its T steps.
+
+    steps: time steps each call of the path presents (1: streaming).
+    per_slice: images per slice of the batch; None runs it whole.
+    unsliced_steps: steps per call when the outputs turn out not to be
+        sliceable (no batch axis).
+    """
+    steps: int
+    per_slice: Optional[int] = None
+    unsliced_steps: int = 1
+
+
+def device_free_bytes(device) -> Optional[int]:
+    """Memory a run may still take on ``device``: free device memory plus
+    what torch's caching allocator holds unused; None when unknown (no
+    limit: the ``meta`` device, devices without a query)."""
+    device = torch.device(device)
+    if device.type != 'cuda':
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - \
+        torch.cuda.memory_allocated(device)
+    return free + max(cached, 0)
+
+
+def plan_for(device, mode: str, timesteps: int, batch: int, shape,
+             free_bytes: Optional[int] = None) -> PassPlan:
+    """The pass plan for a batch of ``batch`` inputs on ``device``.
+
+    ``shape``: the sizing pass's figures (:func:`input_shape_info`).
+    The CPU plan keeps every folded activation under :data:`FOLD_BYTES`
+    and the streaming state under :data:`STATE_BYTES`; any other device
+    (CUDA, and ``meta`` as its stand-in) folds all T steps of the whole
+    batch unless that passes a share of ``free_bytes`` (default: queried,
+    :func:`device_free_bytes`; None means no limit).
+    """
+    T, device = check_timesteps(timesteps), torch.device(device)
+    step_bytes, state_bytes = shape['step_bytes'], shape['state_bytes']
+    if device.type == 'cpu':
+        fold_budget = FOLD_BYTES
+        state_budget = max(STATE_BYTES,
+                           STATE_ACTIVATIONS * step_bytes * batch)
+    else:
+        free = device_free_bytes(device) if free_bytes is None \
+            else free_bytes
+        if free is None:
+            fold_budget = state_budget = float('inf')
+        else:
+            fold_budget = int(free * DEVICE_FOLD_SHARE)
+            state_budget = int(free * DEVICE_STATE_SHARE)
+    if check_mode(mode) == 'streaming':
+        per_slice = _per_slice(state_budget, state_bytes, batch)
+        return PassPlan(1, per_slice if per_slice < batch else None, 1)
+    if step_bytes * T * batch <= fold_budget:
+        return PassPlan(T, None, T)
+    chunk = _auto_chunk(step_bytes * batch, T, fold_budget)
+    per_slice = int(fold_budget // max(step_bytes * T, 1))
+    if per_slice >= 1:
+        return PassPlan(T, per_slice, chunk)
+    return PassPlan(chunk, None, chunk)
+
+
+def _per_slice(budget, per_image, batch):
+    if budget == float('inf'):
+        return batch
+    return min(batch, max(1, int(budget // max(per_image, 1))))
 
 
 def _flatten(out, leaves):
@@ -145,54 +288,44 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     ``model`` is the module holding the neurons; ``path`` the callable that
     maps the (time-invariant) input to the last linear layers' outputs.
     ``time_chunk`` (folded mode) presents at most that many steps per call.
-    None plans the passes so that each folded activation stays under
-    :data:`FOLD_BYTES`: the whole batch with all T steps when it fits, else
-    slices of the batch with all T steps, else the whole batch in chunks of
-    steps (pass T or more to fold all steps at once). Streaming runs slices
-    of the batch whose neuron state fits :data:`STATE_BYTES`, or twice the
-    batch's largest activation when that is more. Plans that
-    keep the batch whole give the same bits; slices agree to float
-    rounding (see :func:`_in_slices`).
+    None takes the device's plan (:func:`plan_for`): on the CPU each folded
+    activation stays under :data:`FOLD_BYTES` (the whole batch with all T
+    steps when it fits, else slices of the batch with all T steps, else the
+    whole batch in chunks of steps; pass T or more to fold all steps at
+    once), and streaming runs slices of the batch whose neuron state fits
+    :data:`STATE_BYTES`, or twice the batch's largest activation when that
+    is more; on a GPU the same choices are made against a share of the free
+    device memory. Plans that keep the batch whole give the same bits;
+    slices agree to float rounding (see :func:`_in_slices`).
     """
     T = check_timesteps(timesteps)
     chunk = check_time_chunk(time_chunk, check_mode(mode), T)
-    if mode == 'streaming':
-        return _streaming(model, path, x, T)
-    if chunk is not None:
+    if mode == 'folded' and chunk is not None:
         return _run(model, path, x, T, mode, chunk)
-    B = x.shape[0]
+    if mode == 'streaming' and x.shape[0] == 1:  # nothing to slice
+        return _run(model, path, x, T, mode, 1)
     shape = input_shape_info(model, path, x, T)
-    per_sample = shape['step_bytes']
-    if per_sample * T * B <= FOLD_BYTES:
-        return _run(model, path, x, T, mode, T)
-    per_slice = int(FOLD_BYTES // max(per_sample * T, 1))
-    out = _in_slices(model, path, x, T, mode, T, per_slice, shape)
-    if out is not None:
-        return out
-    return _run(model, path, x, T, mode, _auto_chunk(per_sample * B, T))
+    plan = plan_for(x.device, mode, T, x.shape[0], shape)
+    return run_plan(model, path, x, T, mode, plan, shape)
 
 
-def _streaming(model, path, x, T):
-    """One step per call; the batch in slices whose state fits the budget
-    of :data:`STATE_BYTES` / :data:`STATE_ACTIVATIONS` (at least one image
-    a slice)."""
-    B = x.shape[0]
-    if B == 1:  # nothing to slice: no sizing pass
-        return _run(model, path, x, T, 'streaming', 1)
-    shape = input_shape_info(model, path, x, T)
-    per_slice = streaming_slice(shape, B)
-    if per_slice < B:
-        out = _in_slices(model, path, x, T, 'streaming', 1, per_slice, shape)
+def run_plan(model, path, x, T, mode, plan: PassPlan, shape):
+    """Run one batch as ``plan`` says (slices fall back to whole-batch
+    calls of ``plan.unsliced_steps`` steps when outputs cannot be cut)."""
+    if plan.per_slice is not None:
+        out = _in_slices(model, path, x, T, mode, plan.steps,
+                         plan.per_slice, shape)
         if out is not None:
             return out
-    return _run(model, path, x, T, 'streaming', 1)
+        return _run(model, path, x, T, mode, plan.unsliced_steps)
+    return _run(model, path, x, T, mode, plan.steps)
 
 
 def streaming_slice(shape, batch: int) -> int:
-    """Images per streaming slice for a batch of inputs of this shape
-    (``shape``: the sizing pass's figures)."""
-    budget = max(STATE_BYTES, STATE_ACTIVATIONS * shape['step_bytes'] * batch)
-    return min(batch, max(1, int(budget // max(shape['state_bytes'], 1))))
+    """Images per streaming slice on the CPU for a batch of inputs of this
+    shape (``shape``: the sizing pass's figures)."""
+    plan = plan_for('cpu', 'streaming', 1, batch, shape)
+    return batch if plan.per_slice is None else plan.per_slice
 
 
 def slice_sizes(batch: int, per_slice: int):
@@ -227,12 +360,11 @@ def _run(model, path, x, T, mode, chunk):
     """One batch through all T steps, ``chunk`` steps per call of the path."""
     B = x.shape[0]
     avg = _Average(T, B)
-    with timestep_context(model, T, B, mode) as neurons:
+    with timestep_run(model, T, B, mode) as run:
         start = 0
         while start < T:
             steps = min(chunk, T - start)
-            for n in neurons:
-                n.begin_step(steps)
+            run.begin_pass(steps)
             avg.add(path(x), steps)
             start += steps
     return avg.mean()
@@ -245,35 +377,36 @@ def input_shape_info(model, path, x, T):
     (``state_bytes``), and whether outputs can be cut by batch."""
     known = model.__dict__.setdefault('_fastsnn_input_shapes', {})
     # T and the neuron type set the count's bytes (a model may be
-    # converted again with others)
-    key = (tuple(x.shape[1:]), T,
+    # converted again with others); dtype and device set the rest
+    key = (tuple(x.shape[1:]), T, x.dtype, str(x.device),
            tuple(sorted({type(n).__name__ for n in neurons_of(model)})))
     if key not in known:
-        state = []
-        with timestep_context(model, T, 1, 'folded') as neurons:
-            hooks = [n.register_forward_hook(_count_state(state))
-                     for n in neurons]
+        inputs, state = [], []
+        with timestep_run(model, T, 1, 'folded') as run:
+            hooks = [n.register_forward_hook(_measure(inputs, state, T))
+                     for n in neurons_of(model)]
             try:
-                for n in neurons:
-                    n.begin_step(1)
+                run.begin_pass(1)
                 path(x[:1])
             finally:
                 for h in hooks:
                     h.remove()
-            step_bytes = max((n.step_bytes for n in neurons), default=0)
-        known[key] = dict(step_bytes=step_bytes, state_bytes=sum(state),
-                          sliceable=True)
+        known[key] = dict(step_bytes=max(inputs, default=0),
+                          state_bytes=sum(state), sliceable=True)
     return known[key]
 
 
-def _count_state(sizes):
-    """Forward hook: bytes of the state this call site keeps (membrane in
-    the input's dtype, plus the signed rule's count)."""
-    def hook(neuron, inputs, output):
-        x = inputs[0]
-        per_value = x.element_size() + (neuron.count_bytes if neuron.signed
-                                        else 0)
-        sizes.append(x.numel() * per_value)
+def _measure(inputs, state, T):
+    """Forward hook of the sizing pass: bytes of this call site's input
+    (one image, one step) and of the state it keeps (membrane in the
+    input's dtype, plus the signed rule's count)."""
+    count_bytes = count_dtype(T).itemsize
+
+    def hook(neuron, args, output):
+        x = args[0]
+        inputs.append(x.numel() * x.element_size())
+        per_value = x.element_size() + (count_bytes if neuron.signed else 0)
+        state.append(x.numel() * per_value)
     return hook
 
 
@@ -293,5 +426,10 @@ def _cat_batches(outs, sizes):
     return rebuild(iter(joined))
 
 
-def _auto_chunk(step_bytes, T):
-    return max(1, min(T, int(FOLD_BYTES // max(step_bytes, 1))))
+def _auto_chunk(step_bytes, T, budget=None):
+    """Steps per call keeping a folded activation of the whole batch under
+    ``budget`` (default :data:`FOLD_BYTES`)."""
+    budget = FOLD_BYTES if budget is None else budget
+    if budget == float('inf'):
+        return T
+    return max(1, min(T, int(budget // max(step_bytes, 1))))
