@@ -5,6 +5,7 @@ The ``meta`` device stands in for a GPU on machines without one: a tensor
 made on the CPU by mistake shows up there as a device mix-up. Tests marked
 ``cuda`` run where a GPU is present and are skipped elsewhere.
 """
+import copy
 import os
 
 import pytest
@@ -56,7 +57,8 @@ def test_quantize_and_convert_on_meta_keep_every_tensor_on_meta(weight):
 def test_converted_model_runs_on_meta(mode, chunk):
     with torch.device('meta'):
         net = conv_net()
-    snn = convert_to_snn(net.eval(), mode=mode, time_chunk=chunk)
+    snn = convert_to_snn(net.eval(), mode=mode, time_chunk=chunk,
+                         fold_bn=True)
     x = torch.empty(2, 3, 8, 8, device='meta')
     with torch.no_grad():
         out = snn(x)
@@ -273,13 +275,14 @@ def exact_cuda():
 @pytest.mark.parametrize('mode, chunk', [('folded', None), ('folded', 3),
                                          ('streaming', None)])
 def test_cuda_convert_a_model_already_on_the_gpu(exact_cuda, mode, chunk):
-    net = randomised(SmallResNet(bits=3)).to(exact_cuda)
+    cpu_net = randomised(SmallResNet(bits=3))
+    net = copy.deepcopy(cpu_net).to(exact_cuda)
     snn = convert_to_snn(net, mode=mode, time_chunk=chunk)
     assert {t.device.type for t in tensors_of(snn)} == {'cuda'}
     x = torch.randn(4, 3, 16, 16, device=exact_cuda)
     with torch.no_grad():
         out = snn(x)
-        moved = convert_to_snn(randomised(SmallResNet(bits=3)), mode=mode,
+        moved = convert_to_snn(cpu_net, mode=mode,
                                time_chunk=chunk).to(exact_cuda)(x)
     assert out.is_cuda and torch.equal(out, moved)
 
