@@ -200,6 +200,15 @@ def test_gpu_plan_folds_all_steps_within_free_memory(free_mib, plan):
     assert got == plan
 
 
+def test_gpu_plan_optional_cap_relative_to_the_qann(monkeypatch):
+    monkeypatch.setattr(runner, 'DEVICE_FOLD_ACTIVATIONS', 2)
+    # 2 x the batch's activation: 64 images' worth a pass, 4 x 15 steps
+    assert plan_for('meta', 'folded', 15, 32, SHAPE, 2**40) == \
+        PassPlan(15, 4, 2)
+    # one image: all T steps at least
+    assert plan_for('meta', 'folded', 15, 1, SHAPE) == PassPlan(15, None, 15)
+
+
 def test_gpu_streaming_plan_slices_only_past_free_memory():
     # all state 32 x 40 KiB = 1.25 MiB
     assert plan_for('meta', 'streaming', 7, 32, SHAPE, 2**30) == \

@@ -57,6 +57,12 @@ DEVICE_FOLD_SHARE = 1 / 8
 #: pass this share of the free device memory.
 DEVICE_STATE_SHARE = 1 / 4
 
+#: Optional cap of the GPU plan, None by default (off): a folded activation
+#: of at most this many times the QANN batch's largest activation (and at
+#: least one image with all T steps), so peak memory stays near the
+#: QANN's while each pass still presents a batch at least the QANN's size.
+DEVICE_FOLD_ACTIVATIONS = None
+
 
 def neurons_of(model):
     return [m for m in model.modules() if isinstance(m, IFNeuron)]
@@ -211,6 +217,9 @@ def plan_for(device, mode: str, timesteps: int, batch: int, shape,
         else:
             fold_budget = int(free * DEVICE_FOLD_SHARE)
             state_budget = int(free * DEVICE_STATE_SHARE)
+        if DEVICE_FOLD_ACTIVATIONS is not None:
+            fold_budget = min(fold_budget, max(
+                DEVICE_FOLD_ACTIVATIONS * step_bytes * batch, step_bytes * T))
     if check_mode(mode) == 'streaming':
         per_slice = _per_slice(state_budget, state_bytes, batch)
         return PassPlan(1, per_slice if per_slice < batch else None, 1)
