@@ -5,7 +5,7 @@
  * ops, every step makes ~10 passes over the activation and allocates masks.
  * Here each element's membrane stays in a register (or a small block on the
  * stack) for all T steps: one read of the input per step, one write of the
- * output. The arithmetic is the reference loop's (neurons.if_step), in the
+ * output. The arithmetic is the reference loop's (functional.if_step), in the
  * same order, so the outputs are bit-identical; -ffp-contract=off keeps the
  * compiler from fusing a*b+c, and -fno-trapping-math (no FP traps are used)
  * lets it turn the selects into vector blends.

@@ -1,6 +1,6 @@
 """Fast path for the IF update: the compiled T-step kernel (`_if_kernel.c`).
 
-The reference loop in ``neurons.py`` stays the definition of the neuron and
+The reference loop in ``functional.py`` stays the definition of the neuron and
 the fallback; this path gives bit-identical outputs (tested) and is used for
 float32 CPU tensors when the extension was built (``pip install -e .`` builds
 it). ``FASTSNN_IF_KERNEL=0`` switches it off, e.g. to time the reference.
