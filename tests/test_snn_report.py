@@ -237,7 +237,8 @@ def test_write_report_files(tiny, tmp_path):
     text = open(paths['markdown']).read()
     assert '## Per-layer spikes (T = 3)' in text and 'signed mismatch' in text
     assert json.load(open(paths['json']))['metrics'] == results
-    assert len(paths['plots']) == 3
+    # metric vs T, firing rate, mismatch, SynOps per layer, energy
+    assert len(paths['plots']) == 5
     assert all(os.path.getsize(p) > 1000 for p in paths['plots'])
 
 
@@ -306,7 +307,7 @@ def test_script_end_to_end(config_and_checkpoint):
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = sorted(os.listdir(out))
     assert {'report.md', 'report.json', 'firing_rate.png',
-            'mismatch.png'} <= set(names)
+            'mismatch.png', 'synops.png', 'energy.png'} <= set(names)
     assert any(n.startswith('metric_') and n.endswith('.png') for n in names)
     report = json.load(open(out / 'report.json'))
     metrics = report['metrics']

@@ -63,13 +63,14 @@ def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None, part=None):
         by_layer = {r['layer']: r[key]
                     for r in stats_by_neuron[neuron]['layers']}
         pos = x + (i - (len(neurons) - 1) / 2) * width
-        bars = ax.bar(pos, [by_layer.get(n, 0.0) for n in layers], width,
-                      label=neuron)
+        total = np.array([by_layer.get(n, 0.0) for n in layers])
+        bars = ax.bar(pos, total, width, label=neuron)
         if part:
             inner = {r['layer']: r.get(part, 0.0)
                      for r in stats_by_neuron[neuron]['layers']}
-            if any(inner.values()):
-                ax.bar(pos, [inner.get(n, 0.0) for n in layers], width,
+            top = np.array([inner.get(n, 0.0) for n in layers])
+            if top.any():  # the top of each bar, as in plot_synops
+                ax.bar(pos, top, width, bottom=total - top,
                        color=bars.patches[0].get_facecolor(),
                        edgecolor='black', hatch='///', linewidth=0.3,
                        label=f'{neuron}: +1/-1 pairs (churn)')
