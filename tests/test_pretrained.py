@@ -275,3 +275,28 @@ def test_vgg9_takes_the_first_seven_convs_of_vgg16(tmp_path, logged):
     assert "last 6 are not used" in logged[-1][0]
     with pytest.raises(ValueError, match='conv widths'):
         QVGG(arch='vgg11', init_cfg=pretrained(path)).init_weights()
+
+
+def test_own_layout_loads_too_and_tiny_yolo_takes_only_that(tmp_path,
+                                                            logged):
+    """No public Tiny-YOLO classifier layout exists: QTinyYOLO (like the
+    others) takes checkpoints of its own layout, e.g. a whole detector's
+    with prefix='backbone.'; the rest of that file is listed."""
+    from fastsnn_mm.models.backbones import QTinyYOLO
+    torch.manual_seed(7)
+    src = random_bn(QTinyYOLO(base_channels=4))
+    sd = {f'backbone.{k}': v for k, v in src.state_dict().items()}
+    sd['bbox_head.convs_pred.0.weight'] = torch.randn(3, 8, 1, 1)
+    path = save(dict(state_dict=sd), tmp_path / 'detector.pth')
+    net = QTinyYOLO(base_channels=4,
+                    init_cfg=pretrained(path, prefix='backbone.'))
+    net.init_weights()
+    for key, value in src.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+    report = net.pretrained_report
+    assert report['layout'] == 'QTinyYOLO' and report['missing'] == []
+    # a torchvision ResNet has nothing for it: one clear error
+    path = save(torchvision.models.resnet18().state_dict(),
+                tmp_path / 'r18.pth')
+    with pytest.raises(ValueError, match='no tensor of .* fits'):
+        QTinyYOLO(base_channels=4, init_cfg=pretrained(path)).init_weights()

@@ -157,10 +157,13 @@ def load_pretrained(backbone, init_cfg):
             k[:-len('num_batches_tracked')] + 'running_mean' in fits}
     bad_text = [f'{k} {a} vs ours {b}' for k, (a, b) in shape_bad.items()]
     if not fits:
+        why = (f'{len(shape_bad)} shape mismatches, e.g. '
+               f'{_short(bad_text, 3)}' if shape_bad else
+               f'its keys ({_short(sd, 3)}) name none of ours '
+               f'({_short(ours, 3)})')
         raise ValueError(
-            f'{name}: no tensor of {filename} fits this backbone '
-            f'({layout} layout; {len(shape_bad)} shape mismatches, e.g. '
-            f'{_short(bad_text, 3)}). ImageNet ResNet and VGG weights fit '
+            f'{name}: no tensor of {filename} fits this backbone ({layout} '
+            f'layout; {why}). ImageNet ResNet and VGG weights fit '
             'base_channels=64, in_channels=3 and the same depth / arch.')
     for key, value in fits.items():
         fits[key] = value.to(ours[key].dtype)
