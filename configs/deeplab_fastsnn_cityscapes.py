@@ -2,6 +2,8 @@
 # Cityscapes (19 classes) with mmseg's stock data settings (512x1024
 # crops) and 80k-iteration schedule. Needs *_labelTrainIds.png masks (mmseg's
 # tools/dataset_converters/cityscapes.py makes them).
+# Step 2 of its progressive chain (deeplab_fastsnn_cityscapes_fp32.py from
+# ImageNet ResNet-34 -> _4bit.py -> this config -> _2bit.py):
 #   python tools/train.py configs/deeplab_fastsnn_cityscapes.py
 _base_ = [
     './_base_/models/deeplab_fastsnn_r34.py',
@@ -20,3 +22,4 @@ model = dict(data_preprocessor=dict(size=crop_size),
 optim_wrapper = dict(
     # clips are thresholds, not weights: no decay pulling them to zero
     paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))
+load_from = 'work_dirs/deeplab_fastsnn_cityscapes_4bit/iter_80000.pth'

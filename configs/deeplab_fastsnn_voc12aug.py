@@ -4,13 +4,10 @@
 #   python tools/train.py configs/deeplab_fastsnn_voc12aug.py
 #   python tools/test.py configs/deeplab_fastsnn_voc12aug.py \
 #       work_dirs/deeplab_fastsnn_voc12aug/iter_20000.pth --compare
-# Progressive training (Fast-SNN): train deeplab_fastsnn_voc12aug_4bit.py
-# first, then this config with
-#   --cfg-options \
-#   load_from=work_dirs/deeplab_fastsnn_voc12aug_4bit/iter_20000.pth
-# and deeplab_fastsnn_voc12aug_2bit.py from this one's checkpoint.
-# For ImageNet weights set backbone.init_cfg=dict(type='Pretrained', ...)
-# to a QResNet-34 checkpoint.
+# Step 2 of the progressive chain (Fast-SNN: fp32 -> 4 -> 3 -> 2 bits):
+# deeplab_fastsnn_voc12aug_fp32.py starts from torchvision's ImageNet
+# ResNet-34, _4bit.py loads it, this config loads the 4-bit run, _2bit.py
+# loads this one (--cfg-options load_from=None: 3-bit QAT from scratch).
 _base_ = [
     './_base_/models/deeplab_fastsnn_r34.py',
     './_base_/datasets/voc12aug_seg.py',
@@ -26,3 +23,4 @@ model = dict(data_preprocessor=dict(size=crop_size),
 optim_wrapper = dict(
     # clips are thresholds, not weights: no decay pulling them to zero
     paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))
+load_from = 'work_dirs/deeplab_fastsnn_voc12aug_4bit/iter_20000.pth'

@@ -1,6 +1,7 @@
-# Stage 3 of progressive training: 2-bit activations (T = 3), initialised
-# from the 3-bit QANN (load_from); its alphas carry over. Fine-tuning, so a
-# 10x smaller learning rate than training from scratch.
+# Step 3 of the progressive chain (fp32 -> 4 -> 3 -> 2 bits): 2-bit
+# activations (T = 3), initialised from the 3-bit QANN (load_from); its
+# alphas carry over. Fine-tuning, so a 10x smaller learning rate than
+# training from scratch.
 _base_ = './deeplab_fastsnn_voc12aug.py'
 
 # quant.bits re-bits every QuantReLU, those built from act_cfg too

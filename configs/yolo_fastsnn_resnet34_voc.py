@@ -1,10 +1,10 @@
 # The larger detector, after the paper's YOLOv2-ResNet-34: a 3-bit QResNet-34
 # (base width 64; a stride-2 stem conv plus a stride-2 3x3 conv where ResNet
 # max-pools) under mmdet's YOLOV3Neck and YOLOV3Head, on VOC 07+12.
+# Step 2 of its progressive chain, which starts from torchvision's ImageNet
+# ResNet-34 (yolo_fastsnn_resnet34_voc_fp32.py -> _4bit.py -> this config
+# -> _2bit.py, each loading the one before):
 #   python tools/train.py configs/yolo_fastsnn_resnet34_voc.py
-# No convertible ImageNet weights ship with fastsnn_mm: set
-# model.backbone.init_cfg=dict(type='Pretrained', checkpoint=...) to start
-# from a QResNet-34 classifier of your own.
 _base_ = ['./yolo_fastsnn_voc.py']
 
 model = dict(
@@ -20,3 +20,5 @@ model = dict(
     neck=dict(in_channels=[512, 256, 128], out_channels=[512, 256, 128]),
     bbox_head=dict(in_channels=[512, 256, 128],
                    out_channels=[1024, 512, 256]))
+
+load_from = 'work_dirs/yolo_fastsnn_resnet34_voc_4bit/epoch_40.pth'

@@ -4,10 +4,10 @@
 #   python tools/test.py configs/yolo_fastsnn_voc.py \
 #       work_dirs/yolo_fastsnn_voc/epoch_40.pth \
 #       --compare --neuron signed unsigned
-# Progressive QAT as in the paper (4 -> 3 -> 2 bits): train
-# yolo_fastsnn_voc_4bit.py first and start this one from it with
-#   --cfg-options load_from=work_dirs/yolo_fastsnn_voc_4bit/epoch_40.pth
-# (alone, this config runs QAT from scratch).
+# Step 2 of the progressive QAT as in the paper (fp32 -> 4 -> 3 -> 2
+# bits): loads the 4-bit run of yolo_fastsnn_voc_4bit.py (train
+# yolo_fastsnn_voc_fp32.py and that one first; --cfg-options
+# load_from=None runs 3-bit QAT from scratch instead).
 _base_ = [
     './_base_/models/yolo_fastsnn_tiny.py',
     './_base_/datasets/voc0712_det.py',
@@ -64,3 +64,4 @@ param_scheduler = [
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+load_from = 'work_dirs/yolo_fastsnn_voc_4bit/epoch_40.pth'

@@ -1,5 +1,5 @@
-# Last step of the progressive QAT (4 -> 3 -> 2 bits): fine-tune the 3-bit
-# QANN of yolo_fastsnn_voc.py at 2 bits (SNN at T = 3). ``load_from`` is
+# Step 3 of the progressive QAT (fp32 -> 4 -> 3 -> 2 bits): fine-tune the
+# 3-bit QANN of yolo_fastsnn_voc.py at 2 bits (SNN at T = 3). ``load_from`` is
 # that run's final checkpoint: train yolo_fastsnn_voc.py first. quant bits
 # re-bit the existing QuantReLUs and keep their trained clips.
 _base_ = ['./yolo_fastsnn_voc.py']

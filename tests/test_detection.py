@@ -10,7 +10,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from fastsnn_mm import QuantReLU, check_convertible
+from fastsnn_mm import QuantReLU, check_convertible, quantize_model
 from fastsnn_mm.spiking import IFNeuron
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -41,6 +41,9 @@ def test_config_builds_convertible_model(path):
     assert cfg.custom_imports['imports'] == ['fastsnn_mm']
     model = _models().build(cfg.model)
     assert type(model).__name__ == 'FastSNNSingleStageDetector'
+    if cfg.model.get('quant') is None:  # fp32 chain start: 4-bit QAT next
+        cfg.model.quant = dict(bits=4)
+        quantize_model(model, bits=4)
     bits = {m.bits for m in model.modules() if isinstance(m, QuantReLU)}
     assert bits == {cfg.model.quant.bits}
     check_convertible(model)  # no LeakyReLU / max-pool left anywhere

@@ -13,7 +13,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from fastsnn_mm import QuantReLU, count_relus, find_unconvertible
+from fastsnn_mm import (QuantReLU, count_relus, find_unconvertible,
+                        quantize_model)
 from fastsnn_mm.spiking import IFNeuron
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -87,6 +88,9 @@ def test_config_builds_convertible_model(path):
     model = _models().build(cfg.model)
     assert type(model).__name__ == 'FastSNNEncoderDecoder'
     assert not model.with_auxiliary_head  # nothing off the spiking path
+    if cfg.model.get('quant') is None:  # fp32 chain start: 4-bit QAT next
+        cfg.model.quant = dict(bits=4)
+        quantize_model(model, bits=4)
     bits = {m.bits for m in model.modules() if isinstance(m, QuantReLU)}
     assert bits == {cfg.model.quant.bits}
     assert count_relus(model) == 0

@@ -237,7 +237,8 @@ def test_write_report_files(tiny, tmp_path):
     text = open(paths['markdown']).read()
     assert '## Per-layer spikes (T = 3)' in text and 'signed mismatch' in text
     assert json.load(open(paths['json']))['metrics'] == results
-    assert len(paths['plots']) == 3
+    # metric vs T, firing rate, mismatch, SynOps per layer, energy
+    assert len(paths['plots']) == 5
     assert all(os.path.getsize(p) > 1000 for p in paths['plots'])
 
 
@@ -306,7 +307,7 @@ def test_script_end_to_end(config_and_checkpoint):
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = sorted(os.listdir(out))
     assert {'report.md', 'report.json', 'firing_rate.png',
-            'mismatch.png'} <= set(names)
+            'mismatch.png', 'synops.png', 'energy.png'} <= set(names)
     assert any(n.startswith('metric_') and n.endswith('.png') for n in names)
     report = json.load(open(out / 'report.json'))
     metrics = report['metrics']
@@ -382,3 +383,98 @@ def test_synops_of_a_layer_reading_parallel_branches():
     fuse = next(r for r in table['layers'] if r['layer'] == 'fuse')
     expected = fuse['macs'] * (rate['act_a'] + rate['act_b']) / 2 * 3
     assert fuse['synops'] == pytest.approx(expected, rel=1e-6)
+
+
+class Churn(nn.Module):
+    """A net whose +1/-1 pairs are known by construction (T = 3, theta 1).
+
+    act1 sees a constant 1 and 1/3: spikes 1,1,1 and 0,1,0. conv2 feeds
+    act2 (a) 1*first - 2*second = 1, -1, 1 per step: the signed neuron fires
+    +1, -1, +1 (one pair, net 1 = the QANN level round(3 * 1/3)); (b) the
+    first alone: three +1; (c) the second alone: one +1.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 1, bias=False)
+        self.act1 = QuantReLU(bits=2, alpha=1.0)
+        self.conv2 = nn.Conv2d(2, 3, 1, bias=False)
+        self.act2 = QuantReLU(bits=2, alpha=1.0)
+        self.fc = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.conv1.weight.copy_(torch.tensor([1.0, 1 / 3]).view(2, 1, 1,
+                                                                    1))
+            self.conv2.weight.copy_(torch.tensor(
+                [[1.0, -2.0], [1.0, 0.0], [0.0, 1.0]]).view(3, 2, 1, 1))
+            self.fc.weight.fill_(0.5)
+
+    def forward(self, x):
+        x = self.act2(self.conv2(self.act1(self.conv1(x))))
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture(scope='module')
+def churn_stats():
+    qann = Churn().eval()
+    x = torch.ones(2, 1, 1, 1)  # two images
+    stats = {n: collect_layer_stats(qann, convert_to_snn(qann, neuron=n),
+                                    [x, x]) for n in ('signed', 'unsigned')}
+    return qann, x, stats
+
+
+def test_churn_counts_cancelling_pairs_per_layer(churn_stats):
+    from fastsnn_mm.analysis import cancelling_pairs
+    _, _, stats = churn_stats
+    act1, act2 = stats['signed']['layers']
+    assert stats['signed']['timesteps'] == 3
+    assert act1['cancel_pairs'] == 0 and act1['churn_rate'] == 0
+    assert act2['mismatch'] == 0  # the pairs do not change net counts
+    assert act2['cancel_pairs'] == pytest.approx(1 / 3)  # 1 of 3 neurons
+    assert act2['churn_rate'] == pytest.approx(2 / 9)
+    assert act2['firing_rate'] == pytest.approx(7 / 9)  # 3 + 3 + 1 spikes
+    assert act2['churn_share'] == pytest.approx(2 / 7)
+    # |spikes| = |net count| + 2 pairs, per layer
+    net_rate = act2['qann_rate']  # net counts equal the QANN levels here
+    assert act2['firing_rate'] == pytest.approx(net_rate +
+                                                act2['churn_rate'])
+    for r in stats['unsigned']['layers']:
+        assert r['cancel_pairs'] == 0 and r['churn_share'] == 0
+    spikes = torch.tensor([[1, 1, 0, 0], [-1, 1, -1, 0], [1, 1, 1, 0]])
+    assert cancelling_pairs(spikes).tolist() == [1, 0, 1, 0]
+
+
+def test_churn_share_of_synops_and_energy(churn_stats, tmp_path):
+    qann, x, stats = churn_stats
+    macs = layer_macs(qann, x)
+    signed = synops_table(stats['signed'], macs)
+    fc = next(r for r in signed['layers'] if r['layer'] == 'fc')
+    # fc: 7 input spikes per image, 2 of them a cancelling pair, each
+    # spike 2 accumulates (2 outputs)
+    assert fc['synops'] == pytest.approx(14)
+    assert fc['churn_synops'] == pytest.approx(4)
+    assert fc['churn_share'] == pytest.approx(4 / 14)
+    conv2 = next(r for r in signed['layers'] if r['layer'] == 'conv2')
+    assert conv2['churn_synops'] == 0 and conv2['synops'] == pytest.approx(
+        4 * 3)  # act1: 4 spikes per image, 3 outputs each
+    t = signed['total']
+    assert t['churn_synops'] == pytest.approx(4)
+    assert t['churn_share'] == pytest.approx(4 / 26)
+    assert t['churn_energy_uj'] == pytest.approx(4 * 0.9e-6)
+    unsigned = synops_table(stats['unsigned'], macs)
+    assert unsigned['total']['churn_synops'] == 0
+
+    synops = dict(signed=signed, unsigned=unsigned)
+    rows = [dict(model='QANN', neuron='-', T='-', acc=1.0)]
+    paths = write_report(str(tmp_path), rows, stats, synops)
+    names = {osp.basename(p) for p in paths['plots']}
+    assert {'synops.png', 'energy.png', 'firing_rate.png'} <= names
+    for p in paths['plots']:
+        assert os.path.getsize(p) > 1000
+    text = open(paths['markdown']).read()
+    assert 'signed pairs' in text and 'churn SynOps' in text
+    assert 'of all SynOps' in text and '15.38%' in text  # 4 / 26
+    saved = json.load(open(paths['json']))
+    assert saved['layer_stats']['signed']['layers'][1][
+        'cancel_pairs'] == pytest.approx(1 / 3)
+    assert saved['synops']['signed']['total']['churn_synops'] == \
+        pytest.approx(4)

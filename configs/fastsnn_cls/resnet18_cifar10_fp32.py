@@ -3,6 +3,8 @@
 # Chain (each stage loads the previous stage's last checkpoint):
 #   fp32 -> 4bit -> 3bit -> 2bit;  work_dirs/<config name>/epoch_200.pth
 # (200 = max_epochs of the cifar10_bs128 schedule).
+# Trained from scratch: at 32 px the stem is a 3x3 stride-1 conv, which
+# ImageNet ResNets (7x7 stride 2, then max-pool) have no weights for.
 _base_ = [
     '../_base_/datasets/cifar10_cls.py',  # mmpretrain's cifar10_bs16, offline
     'mmpretrain::_base_/schedules/cifar10_bs128.py',

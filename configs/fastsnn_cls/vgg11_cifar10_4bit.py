@@ -5,7 +5,8 @@
 # Weight quantization stays off here; see vgg11_cifar10_3bit_w4.py.
 _base_ = './vgg11_cifar10_fp32.py'
 
-model = dict(quant=dict(bits=4))
+# load_from replaces every weight: no ImageNet download at init here
+model = dict(quant=dict(bits=4), backbone=dict(init_cfg=None))
 load_from = 'work_dirs/vgg11_cifar10_fp32/epoch_200.pth'
 custom_hooks = [
     dict(type='QuantAlphaCalibrationHook', num_batches=16,

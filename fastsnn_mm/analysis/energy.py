@@ -13,6 +13,12 @@ of several branches (ASPP, FPN laterals, shortcut convs) is counted from
 what it actually receives. A layer counts as image-fed when no neuron layer
 ran before it.
 
+Churn: with the signed neuron some input events are +1/-1 pairs that
+cancel at the same input (see ``layer_stats.py``). They cost SynOps like
+any spike; ``churn_synops`` counts them from the measured churn rate of
+each layer's input, so ``churn_share`` of the total says what the signed
+rule's corrections cost in synaptic operations (and in energy).
+
 Energy uses the usual 45 nm CMOS figures (32-bit float, Horowitz 2014):
 E_MAC = 4.6 pJ (multiply 3.7 + add 0.9) and E_AC = 0.9 pJ (add only).
 """
@@ -67,7 +73,9 @@ def synops_table(stats, macs=None, e_mac=E_MAC_PJ, e_ac=E_AC_PJ):
 
     Returns:
         dict with ``layers`` (one row per weighted layer, execution order)
-        and ``total``; energies in microjoules per image.
+        and ``total``; energies in microjoules per image. ``churn_synops``
+        (and ``churn_share``, ``churn_energy_uj``) are the part of the
+        SynOps spent on +1/-1 pairs that cancel.
     """
     T = stats['timesteps']
     rate = {r['layer']: r['firing_rate'] for r in stats['layers']}
@@ -81,7 +89,8 @@ def synops_table(stats, macs=None, e_mac=E_MAC_PJ, e_ac=E_AC_PJ):
         # a layer called at several sites: split its MACs by call size
         share = known * f['macs'] / shape_macs[name] if known else f['macs']
         row = rows.setdefault(name, dict(layer=name, fed_by=[], macs=0.0,
-                                         analog_macs=0.0, synops=0.0))
+                                         analog_macs=0.0, synops=0.0,
+                                         churn_synops=0.0))
         row['macs'] += share
         if f['fed_by'] is None:
             row['analog_macs'] += share
@@ -89,11 +98,12 @@ def synops_table(stats, macs=None, e_mac=E_MAC_PJ, e_ac=E_AC_PJ):
         else:
             in_rate = f.get('input_rate', rate.get(f['fed_by'], 0.0))
             row['synops'] += share * in_rate * T
+            row['churn_synops'] += share * f.get('churn_rate', 0.0) * T
             row['fed_by'].append(f['fed_by'])
     for row in rows.values():
         row['fed_by'] = ', '.join(dict.fromkeys(row['fed_by']))
         _energy(row, e_mac, e_ac)
-    total = dict(macs=0.0, analog_macs=0.0, synops=0.0)
+    total = dict(macs=0.0, analog_macs=0.0, synops=0.0, churn_synops=0.0)
     for row in rows.values():
         for k in total:
             total[k] += row[k]
@@ -106,6 +116,8 @@ def synops_table(stats, macs=None, e_mac=E_MAC_PJ, e_ac=E_AC_PJ):
 
 
 def _energy(row, e_mac, e_ac):
+    row['churn_share'] = row['churn_synops'] / max(row['synops'], 1e-30)
     row['ann_energy_uj'] = row['macs'] * e_mac * 1e-6
     row['snn_energy_uj'] = (row['analog_macs'] * e_mac +
                             row['synops'] * e_ac) * 1e-6
+    row['churn_energy_uj'] = row['churn_synops'] * e_ac * 1e-6

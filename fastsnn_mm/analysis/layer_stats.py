@@ -6,6 +6,14 @@ exact conversion gives a net spike count of round(q * T / theta) per neuron
 count differs, sequential (or clipping) error has crept in; the signed
 neuron should remove most of it.
 
+Churn: a signed neuron that fires +1 at one step and -1 at another has
+spent two spikes on a net count of zero. Per neuron the spikes that cancel
+form min(#pos, #neg) pairs, and |spikes| = |net count| + 2 * pairs, so a
+layer's firing rate splits exactly into the rate its net counts need and
+the churn rate 2 * pairs / T. A layer fed by spikes pays a SynOp for every
+one of them; ``churn_rate`` of a weighted layer's input says how many of
+its input events were such cancelling pairs (see ``energy.py``).
+
 Both nets are observed with forward hooks while their spiking path runs;
 the SNN in folded mode, so a neuron's output is [T*B, ...]. A module called
 at several places (mm blocks may reuse one activation) is one layer per call
@@ -106,8 +114,15 @@ def _qann_activations(qann, x):
 def _new_row(site, mod, per_image):
     return dict(layer=site, type=type(mod).__name__,
                 theta=float(mod.theta.item()), neurons=per_image,
-                _n=0, _abs=0.0, _pos=0.0, _neg=0.0, _miss=0, _err=0.0,
-                _level=0.0)
+                _n=0, _abs=0.0, _pos=0.0, _neg=0.0, _pairs=0.0, _miss=0,
+                _err=0.0, _level=0.0)
+
+
+def cancelling_pairs(spikes):
+    """+1/-1 pairs per element of ``spikes`` [T, ...]: min(#pos, #neg)."""
+    pos = (spikes > 0).sum(0)
+    neg = (spikes < 0).sum(0)
+    return torch.minimum(pos, neg)
 
 
 def _snn_pass(snn, x, T, acts, rows, feeds):
@@ -136,6 +151,7 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         row['_abs'] += s.abs().sum().item()
         row['_pos'] += (s > 0).sum().item()
         row['_neg'] += (s < 0).sum().item()
+        row['_pairs'] += cancelling_pairs(s).sum().item()
         row['_miss'] += (count != level).sum().item()
         row['_err'] += (count - level).abs().sum().item()
         row['_level'] += level.sum().item()
@@ -146,11 +162,16 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
             # MACs of one image and one step: outputs x weights per output
             feeds[key] = dict(layer=name, site=key, fed_by=last[0],
                               macs=out[0].numel() * mod.weight[0].numel(),
-                              _events=0, _inputs=0)
+                              _events=0, _inputs=0, _churn=0)
         # input events (non-zero inputs per element and step), measured on
         # the layer's own input: exact for concat / sums of branches too
-        feeds[key]['_events'] += int(torch.count_nonzero(inp[0]))
-        feeds[key]['_inputs'] += inp[0].numel()
+        x = inp[0]
+        feeds[key]['_events'] += int(torch.count_nonzero(x))
+        feeds[key]['_inputs'] += x.numel()
+        if last[0] is not None and x.shape[0] == T * B:
+            # events that are halves of a +1/-1 pair at the same input
+            pairs = cancelling_pairs(x.detach().reshape(T, B, -1))
+            feeds[key]['_churn'] += 2 * int(pairs.sum())
 
     with torch.no_grad(), timestep_context(snn, T, B, 'folded'), \
             _hooks(root, IFNeuron, on_neuron), \
@@ -166,6 +187,11 @@ def _finish(row, T):
         firing_rate=row['_abs'] / steps,
         pos_rate=row['_pos'] / steps,
         neg_rate=row['_neg'] / steps,
+        # +1/-1 pairs per neuron over the T steps, the rate of spikes they
+        # spend, and their share of all spikes
+        cancel_pairs=row['_pairs'] / n,
+        churn_rate=2 * row['_pairs'] / steps,
+        churn_share=2 * row['_pairs'] / max(row['_abs'], 1),
         # the rate an exact conversion would show (net spikes per step)
         qann_rate=row['_level'] / steps,
         mismatch=row['_miss'] / n,
@@ -185,12 +211,16 @@ def collect_layer_stats(qann, snn, batches, timesteps=None):
     Returns:
         dict with ``timesteps``; ``layers``: one row per neuron call site in
         execution order (firing_rate = mean |spikes| per neuron per step,
-        pos_rate / neg_rate, qann_rate, mismatch = fraction of neurons whose
+        pos_rate / neg_rate, qann_rate, cancel_pairs = mean +1/-1 pairs per
+        neuron, churn_rate = 2 * pairs / T, the part of firing_rate spent on
+        spikes that cancel, churn_share = churn_rate / firing_rate,
+        mismatch = fraction of neurons whose
         net count differs from round(q * T / theta), count_error = mean
         |count - that level|); ``feeds``: one row per weighted-layer call
         with the most recent neuron layer before it (None: fed by the analog
-        image), its MACs per image and step, and ``input_rate``, the
-        measured fraction of its inputs that carry a spike per step.
+        image), its MACs per image and step, ``input_rate``, the
+        measured fraction of its inputs that carry a spike per step, and
+        ``churn_rate``, the fraction that are halves of +1/-1 pairs.
     """
     T = timesteps or default_timesteps(snn)
     rows, feeds = {}, {}
@@ -211,4 +241,5 @@ def collect_layer_stats(qann, snn, batches, timesteps=None):
 def _finish_feed(feed):
     out = {k: v for k, v in feed.items() if not k.startswith('_')}
     out['input_rate'] = feed['_events'] / max(feed['_inputs'], 1)
+    out['churn_rate'] = feed['_churn'] / max(feed['_inputs'], 1)
     return out

@@ -51,8 +51,9 @@ def plot_metric_vs_timesteps(results, metric, path):
     return _save(fig, path)
 
 
-def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None):
-    """Grouped bars of ``key`` per layer, one group member per neuron type."""
+def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None, part=None):
+    """Grouped bars of ``key`` per layer, one group member per neuron type;
+    ``part``: a key whose value is drawn hatched inside each bar."""
     neurons = list(stats_by_neuron)
     layers = [r['layer'] for r in stats_by_neuron[neurons[0]]['layers']]
     x = np.arange(len(layers))
@@ -61,8 +62,18 @@ def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None):
     for i, neuron in enumerate(neurons):
         by_layer = {r['layer']: r[key]
                     for r in stats_by_neuron[neuron]['layers']}
-        ax.bar(x + (i - (len(neurons) - 1) / 2) * width,
-               [by_layer.get(n, 0.0) for n in layers], width, label=neuron)
+        pos = x + (i - (len(neurons) - 1) / 2) * width
+        total = np.array([by_layer.get(n, 0.0) for n in layers])
+        bars = ax.bar(pos, total, width, label=neuron)
+        if part:
+            inner = {r['layer']: r.get(part, 0.0)
+                     for r in stats_by_neuron[neuron]['layers']}
+            top = np.array([inner.get(n, 0.0) for n in layers])
+            if top.any():  # the top of each bar, as in plot_synops
+                ax.bar(pos, top, width, bottom=total - top,
+                       color=bars.patches[0].get_facecolor(),
+                       edgecolor='black', hatch='///', linewidth=0.3,
+                       label=f'{neuron}: +1/-1 pairs (churn)')
     if ideal:
         rows = stats_by_neuron[neurons[0]]['layers']
         ax.plot(x, [r[ideal] for r in rows], 'k_', markersize=12,
@@ -76,12 +87,80 @@ def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None):
 
 
 def plot_firing_rates(stats_by_neuron, path):
-    """Firing rate (mean |spikes| per neuron per step) per neuron layer."""
+    """Firing rate (mean |spikes| per neuron per step) per neuron layer,
+    the part spent on +1/-1 pairs hatched."""
     return _bars(stats_by_neuron, 'firing_rate', 'firing rate',
-                 'firing rate per layer', path, ideal='qann_rate')
+                 'firing rate per layer (hatched: spikes that cancel)', path,
+                 ideal='qann_rate', part='churn_rate')
 
 
 def plot_mismatch(stats_by_neuron, path):
     """Fraction of neurons whose spike count misses the QANN level."""
     return _bars(stats_by_neuron, 'mismatch', 'fraction of neurons',
                  'spike count != QANN level, per layer', path)
+
+
+def plot_synops(synops_by_neuron, path):
+    """SynOps per weighted layer, one bar per neuron type, the SynOps spent
+    on +1/-1 pairs (churn) stacked on top, hatched."""
+    neurons = list(synops_by_neuron)
+    rows0 = [r for r in synops_by_neuron[neurons[0]]['layers']
+             if r['fed_by'] != 'image']
+    layers = [r['layer'] for r in rows0]
+    x = np.arange(len(layers))
+    width = 0.8 / len(neurons)
+    fig, ax = _figure(max(7.0, 0.35 * len(layers) + 2), 4.5)
+    for i, neuron in enumerate(neurons):
+        by = {r['layer']: r for r in synops_by_neuron[neuron]['layers']}
+        churn = np.array([by[n]['churn_synops'] if n in by else 0.0
+                          for n in layers])
+        total = np.array([by[n]['synops'] if n in by else 0.0
+                          for n in layers])
+        pos = x + (i - (len(neurons) - 1) / 2) * width
+        bars = ax.bar(pos, total - churn, width, label=f'{neuron}: net')
+        if churn.any():
+            ax.bar(pos, churn, width, bottom=total - churn,
+                   color=bars.patches[0].get_facecolor(), edgecolor='black',
+                   hatch='///', linewidth=0.3,
+                   label=f'{neuron}: +1/-1 pairs (churn)')
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, rotation=90, fontsize=7)
+    ax.set_ylabel('SynOps per image')
+    ax.set_title('synaptic operations per layer (hatched: spikes that '
+                 'cancel)')
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_energy(synops_by_neuron, path):
+    """Energy per image: the QANN's MACs against each SNN's analog MACs,
+    accumulates for net spikes and accumulates spent on +1/-1 pairs."""
+    neurons = list(synops_by_neuron)
+    t0 = synops_by_neuron[neurons[0]]['total']
+    labels = ['QANN'] + [f'SNN {n}' for n in neurons]
+    fig, ax = _figure(2.0 + 1.3 * len(labels), 4.0)
+    ax.bar([0], [t0['ann_energy_uj']], 0.6, color='#777',
+           label='QANN MACs')
+    for i, neuron in enumerate(neurons, start=1):
+        t = synops_by_neuron[neuron]['total']
+        analog = t['analog_macs'] * t['e_mac_pj'] * 1e-6
+        churn = t['churn_energy_uj']
+        net = t['snn_energy_uj'] - analog - churn
+        first = i == 1
+        ax.bar([i], [analog], 0.6, color='#1f77b4',
+               label='SNN: image-fed MACs' if first else None)
+        ax.bar([i], [net], 0.6, bottom=[analog], color='#ff7f0e',
+               label='SNN: ACs of net spikes' if first else None)
+        ax.bar([i], [churn], 0.6, bottom=[analog + net], color='#d62728',
+               hatch='///', edgecolor='black', linewidth=0.3,
+               label='SNN: ACs of +1/-1 pairs' if first else None)
+        share = t['churn_synops'] / max(t['synops'], 1e-30)
+        ax.text(i, t['snn_energy_uj'], f'churn {100 * share:.1f}%',
+                ha='center', va='bottom', fontsize=8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels)
+    ax.set_ylabel('energy per image (uJ)')
+    ax.set_title(f"energy at T = {t0['timesteps']} (E_MAC {t0['e_mac_pj']} "
+                 f"pJ, E_AC {t0['e_ac_pj']} pJ)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -8,7 +8,8 @@ import numbers
 import os
 import re
 
-from .plots import plot_firing_rates, plot_metric_vs_timesteps, plot_mismatch
+from .plots import (plot_energy, plot_firing_rates, plot_metric_vs_timesteps,
+                    plot_mismatch, plot_synops)
 
 
 def _is_number(v) -> bool:
@@ -51,14 +52,16 @@ def _layers_md(stats_by_neuron):
           for n in neurons}
     header = ['layer', 'theta', 'neurons', 'QANN rate']
     for n in neurons:
-        header += [f'{n} rate', f'{n} +', f'{n} -', f'{n} mismatch']
+        header += [f'{n} rate', f'{n} +', f'{n} -', f'{n} pairs',
+                   f'{n} churn', f'{n} mismatch']
     rows = []
     for r in first:
         row = [r['layer'], r['theta'], r['neurons'], r['qann_rate']]
         for n in neurons:
             s = by[n].get(r['layer'], {})
             row += [s.get('firing_rate'), s.get('pos_rate'),
-                    s.get('neg_rate'), s.get('mismatch')]
+                    s.get('neg_rate'), s.get('cancel_pairs'),
+                    s.get('churn_rate'), s.get('mismatch')]
         rows.append(row)
     text = md_table(header, rows)
     if {'signed', 'unsigned'} <= set(neurons):
@@ -77,17 +80,21 @@ def _layers_md(stats_by_neuron):
 
 def _synops_md(table):
     rows = [[r['layer'], r['fed_by'], r['macs'], r['synops'],
-             r['ann_energy_uj'], r['snn_energy_uj']] for r in table['layers']]
+             r['churn_synops'], r['churn_share'], r['ann_energy_uj'],
+             r['snn_energy_uj']] for r in table['layers']]
     t = table['total']
-    rows.append(['**total**', '', t['macs'], t['synops'],
-                 t['ann_energy_uj'], t['snn_energy_uj']])
+    rows.append(['**total**', '', t['macs'], t['synops'], t['churn_synops'],
+                 t['churn_share'], t['ann_energy_uj'], t['snn_energy_uj']])
     text = md_table(['layer', 'fed by', 'MACs', 'SynOps (AC)',
-                     'QANN energy (uJ)', 'SNN energy (uJ)'], rows)
+                     'churn SynOps', 'churn share', 'QANN energy (uJ)',
+                     'SNN energy (uJ)'], rows)
     return text + (
         f"\n\nT = {t['timesteps']}; MACs from {t['macs_source']}; "
         f"E_MAC = {t['e_mac_pj']} pJ, E_AC = {t['e_ac_pj']} pJ; layers fed "
         f"by the image are counted as MACs. QANN / SNN energy = "
-        f"{t['energy_ratio']:.3g}x.")
+        f"{t['energy_ratio']:.3g}x. Churn: SynOps spent on +1/-1 spike "
+        f"pairs that cancel, {100 * t['churn_share']:.2f}% of all SynOps "
+        f"({t['churn_energy_uj']:.4g} uJ).")
 
 
 def _safe(name):
@@ -115,6 +122,11 @@ def write_report(out_dir, results, stats_by_neuron, synops_by_neuron,
             stats_by_neuron, os.path.join(out_dir, 'firing_rate.png'))
         plots['mismatch'] = plot_mismatch(
             stats_by_neuron, os.path.join(out_dir, 'mismatch.png'))
+    if synops_by_neuron:
+        plots['SynOps per layer'] = plot_synops(
+            synops_by_neuron, os.path.join(out_dir, 'synops.png'))
+        plots['energy'] = plot_energy(
+            synops_by_neuron, os.path.join(out_dir, 'energy.png'))
 
     parts = ['# SNN report', '']
     parts += [f'- {k}: {v}' for k, v in meta.items()]
@@ -123,7 +135,9 @@ def write_report(out_dir, results, stats_by_neuron, synops_by_neuron,
         T = next(iter(stats_by_neuron.values()))['timesteps']
         parts += ['', f'## Per-layer spikes (T = {T})', '',
                   'rate: mean |spikes| per neuron per step (+ / -: positive '
-                  '/ negative spikes); mismatch: fraction of neurons whose '
+                  '/ negative spikes); pairs: +1/-1 spike pairs that cancel, '
+                  'per neuron over the T steps; churn: the rate spent on '
+                  'them (2 x pairs / T); mismatch: fraction of neurons whose '
                   'net spike count differs from the QANN level.', '',
                   _layers_md(stats_by_neuron)]
     for neuron, table in synops_by_neuron.items():

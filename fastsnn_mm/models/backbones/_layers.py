@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ...registry import MODELS
+from ._pretrained import load_pretrained
 
 _NORMS = {'BN': nn.BatchNorm2d, 'BN2d': nn.BatchNorm2d,
           'SyncBN': nn.SyncBatchNorm}
@@ -76,10 +77,73 @@ DEFAULT_INIT = [
 ]
 
 
+def split_pretrained(init_cfg):
+    """(the last ``Pretrained`` entry or None, the other entries)."""
+    cfgs = [] if init_cfg is None else \
+        [init_cfg] if isinstance(init_cfg, dict) else list(init_cfg)
+    pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
+    others = [c for c in cfgs if c.get('type') != 'Pretrained']
+    return (pretrained[-1] if pretrained else None), others
+
+
 class StagedBackbone(BaseModule):
     """What the convertible backbones share: an optional ``stem``, then the
     stages named in ``stage_names``; returns the outputs at ``out_indices``.
-    With ``norm_eval`` the BN layers stay in eval mode while training."""
+    With ``norm_eval`` the BN layers stay in eval mode while training.
+
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=None)`` first
+    initialises every tensor the default way (the clips and layers an
+    ImageNet classifier has no counterpart for keep that), then loads the
+    checkpoint through :meth:`map_pretrained` (see ``_pretrained.py``).
+    """
+
+    def init_weights(self):
+        pretrained, others = split_pretrained(self.init_cfg)
+        if pretrained is None:
+            super().init_weights()
+            self.after_default_init()
+            return
+        own = self.init_cfg
+        self.init_cfg = others or DEFAULT_INIT
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = own
+        self.after_default_init()
+        self.pretrained_report = load_pretrained(self, pretrained)
+
+    def after_default_init(self):
+        """Extra default init (e.g. zero-init of residual BNs)."""
+
+    def after_pretrained(self, loaded):
+        """Set what has no counterpart in the checkpoint from what does.
+
+        ``loaded`` holds the tensors loaded, by our key. Returns the keys
+        set here and one line for the log saying how (or ``[], None``).
+        """
+        return [], None
+
+    def conv_bn_pairs_in_order(self):
+        """[(conv path, BN path)] of every conv_bn_act, forward order."""
+        pairs = []
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Sequential) and len(m) >= 2 and \
+                    isinstance(m[0], nn.Conv2d) and \
+                    isinstance(m[1], nn.modules.batchnorm._BatchNorm):
+                pairs.append((f'{name}.0', f'{name}.1'))
+        return pairs
+
+    def map_pretrained(self, state_dict):
+        """Our keys for a checkpoint's tensors.
+
+        Returns ``(mapped, used, layout, notes)``: {our key: tensor}, the
+        checkpoint keys consumed, the layout's name, and lines for the log.
+        This default takes a checkpoint of the backbone's own layout (e.g.
+        one of our classifiers); subclasses add foreign layouts.
+        """
+        ours = self.state_dict()
+        mapped = {k: v for k, v in state_dict.items() if k in ours}
+        return mapped, list(mapped), type(self).__name__, []
 
     def forward(self, x):
         stem = getattr(self, 'stem', None)

@@ -6,6 +6,7 @@ module (QuantReLU by default; one module per call site, so each becomes its
 own spiking neuron), and nothing non-linear happens in ``forward`` outside
 those modules.
 """
+import torch
 from torch import nn
 
 from ...registry import MODELS
@@ -70,6 +71,17 @@ class QResNet(StagedBackbone):
         norm_cfg: normalisation after each conv.
         norm_eval: keep norm layers in eval mode while training.
         zero_init_residual: start each block's last BN at zero gamma.
+        init_cfg: as mm backbones; ``dict(type='Pretrained',
+            checkpoint='torchvision://resnet34')`` (or a local file, or an
+            mmpretrain ResNet classifier checkpoint, whose ``backbone.``
+            keys are taken) maps every tensor of the ImageNet net: conv1 /
+            bn1 to ``stem.0``, the blocks by name. ImageNet weights fit
+            ``base_channels=64`` and ``stem_kernel=7``; ``stem_stride=4``
+            adds ``stem.1``, a stride-2 conv where ResNet max-pools, which
+            no checkpoint holds: it starts as a 3x3 average (see
+            :meth:`after_pretrained`). Bottleneck checkpoints (ResNet-50
+            and deeper) and mmpretrain's deep stems (ResNetV1c/d) have no
+            counterpart here.
     """
 
     arch_settings = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -121,11 +133,70 @@ class QResNet(StagedBackbone):
         self.stage_names = self.layer_names
         self.out_channels = [base_channels * 2 ** i for i in self.out_indices]
 
-    def init_weights(self):
-        super().init_weights()
-        pretrained = isinstance(self.init_cfg, dict) and \
-            self.init_cfg.get('type') == 'Pretrained'
-        if self.zero_init_residual and not pretrained:
+    def after_default_init(self):
+        if self.zero_init_residual:
             for m in self.modules():
                 if isinstance(m, QBasicBlock):
                     nn.init.zeros_(m.bn2.weight)
+
+    def map_pretrained(self, state_dict):
+        """torchvision / mmpretrain ResNet keys -> ours (see ``init_cfg``)."""
+        if 'stem.0.0.weight' in state_dict or \
+                not any(k.startswith('layer1.') for k in state_dict):
+            return super().map_pretrained(state_dict)
+        if any('.conv3.' in k for k in state_dict):
+            raise ValueError(
+                'the checkpoint is a Bottleneck ResNet (depth 50 or more: '
+                'its blocks have conv3); QResNet has BasicBlocks (depth 18 '
+                'or 34): use a resnet18 / resnet34 checkpoint')
+        ours = self.state_dict()
+        mapped, used = {}, []
+        for key, value in state_dict.items():
+            head, _, rest = key.partition('.')
+            if head in ('conv1', 'bn1'):
+                new = ('stem.0.0.' if head == 'conv1' else 'stem.0.1.') + rest
+            elif head.startswith('layer'):
+                new = self._block_key(key, state_dict, ours)
+            else:
+                continue
+            if new in ours:
+                mapped[new] = value
+                used.append(key)
+        return mapped, used, 'ResNet (torchvision / mmpretrain)', []
+
+    @staticmethod
+    def _block_key(key, state_dict, ours):
+        """Block keys match ours except the shortcut's index, which an
+        average pool in front (avg_down, mmpretrain's ResNetV1d) shifts."""
+        parts = key.split('.')
+        if len(parts) < 5 or parts[2] != 'downsample':
+            return key
+        block = '.'.join(parts[:2])
+        theirs = 0 if f'{block}.downsample.0.weight' in state_dict else 1
+        mine = 0 if f'{block}.downsample.0.weight' in ours else 1
+        parts[3] = str(int(parts[3]) - theirs + mine)
+        return '.'.join(parts)
+
+    @torch.no_grad()
+    def after_pretrained(self, loaded):
+        """With ``stem_stride=4``, ``stem.1`` stands where ResNet has its
+        3x3 stride-2 max-pool. ImageNet nets have no weights for it, so it
+        starts as the linear stand-in for that pool: a 3x3 stride-2 average
+        per channel (identity BN), which the following layers can use as
+        they are; training then adapts it."""
+        if len(self.stem) < 2 or 'stem.0.0.weight' not in loaded or \
+                'stem.1.0.weight' in loaded:
+            return [], None
+        conv, bn = self.stem[1][0], self.stem[1][1]
+        conv.weight.zero_()
+        for c in range(conv.out_channels):
+            conv.weight[c, c] = 1.0 / conv.weight[c, c].numel()
+        bn.reset_running_stats()
+        bn.running_var.fill_(1.0 - bn.eps)
+        nn.init.ones_(bn.weight)
+        nn.init.zeros_(bn.bias)
+        keys = [f'stem.1.{k}' for k in self.stem[1].state_dict()
+                if not k.endswith('alpha')]
+        return keys, ('stem.1 (a stride-2 conv where ResNet max-pools) has '
+                      'no ImageNet counterpart: set to a 3x3 stride-2 '
+                      'average with an identity BN')

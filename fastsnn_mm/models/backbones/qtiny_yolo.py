@@ -38,6 +38,11 @@ class QTinyYOLO(StagedBackbone):
             ``dict(type='ReLU')`` for a full-precision net).
         norm_cfg: normalisation after each conv.
         norm_eval: keep norm layers in eval mode while training.
+        init_cfg: as mm backbones. Tiny-YOLO's ImageNet weights exist only
+            as Darknet binaries; neither torchvision nor mmpretrain has a
+            Tiny-YOLO classifier, so ``Pretrained`` here takes checkpoints
+            of this backbone's own layout (a QTinyYOLO trained by a
+            fastsnn_mm config, ``prefix='backbone.'``).
     """
 
     def __init__(self, base_channels=16, widen_factor=1.0, stem_stride=1,

@@ -6,6 +6,7 @@ from torch import nn
 from ...registry import MODELS
 from ._layers import (DEFAULT_INIT, StagedBackbone, check_indices,
                       check_per_stage, conv_bn_act)
+from ._pretrained import conv_bn_into, layers_in_order
 
 
 @MODELS.register_module()
@@ -25,6 +26,13 @@ class QVGG(StagedBackbone):
             first conv has stride 2).
         out_indices: stages whose outputs are returned (a tuple).
         act_cfg, norm_cfg, norm_eval: as in :class:`QResNet`.
+        init_cfg: as mm backbones; ``dict(type='Pretrained',
+            checkpoint='torchvision://vgg16_bn')`` (or ``vgg11``,
+            ``vgg11_bn``, a local file, or an mmpretrain VGG classifier
+            checkpoint) maps the ImageNet convs in order onto ours; 'vgg9'
+            takes the first seven convs of a VGG-16. Weights fit
+            ``base_channels=64``. Checkpoint conv biases are folded into
+            our BNs (see ``conv_bn_into``), so eval outputs match.
     """
 
     arch_settings = {
@@ -77,3 +85,34 @@ class QVGG(StagedBackbone):
             self.stage_names.append(f'stage{i + 1}')
             if i in self.out_indices:
                 self.out_channels.append(in_ch)
+
+    def map_pretrained(self, state_dict):
+        """torchvision ``features.N`` (plain or _bn) and mmpretrain
+        ``features.N.conv`` / ``.bn`` layouts -> ours, conv by conv."""
+        theirs = layers_in_order(state_dict)
+        if 'stage1.0.0.weight' in state_dict or not theirs or \
+                not any(k.startswith('features.') for k in state_dict):
+            return super().map_pretrained(state_dict)
+        mine = self.conv_bn_pairs_in_order()
+        widths = [state_dict[f'{c}.weight'].shape[0] for c, _ in theirs]
+        need = [self.get_submodule(c).out_channels for c, _ in mine]
+        if widths[:len(need)] != need:
+            raise ValueError(
+                f'the checkpoint is a VGG with conv widths {widths}; this '
+                f'QVGG needs {need} first (arch and base_channels=64 must '
+                'match: vgg11 <- vgg11[_bn], vgg16 / vgg9 <- vgg16[_bn])')
+        mapped, used = {}, []
+        for (conv, bn), (our_conv, our_bn) in zip(theirs, mine):
+            used += conv_bn_into(state_dict, conv, bn, our_conv, our_bn,
+                                 mapped, eps=self.get_submodule(our_bn).eps)
+        with_bn = all(bn is not None for _, bn in theirs)
+        layout = 'VGG with BN' if with_bn else 'VGG without BN'
+        notes = []
+        if len(theirs) > len(mine):
+            notes.append(f'{type(self).__name__} has {len(mine)} convs: the '
+                         f'checkpoint\'s last {len(theirs) - len(mine)} are '
+                         'not used')
+        if not with_bn:
+            notes.append('the checkpoint has no BN: our BNs start as the '
+                         'identity plus the conv bias')
+        return mapped, used, layout + ' (torchvision / mmpretrain)', notes
