@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .input_checks import check_snn_input
 from .neurons import IFNeuron
 
 MODES = ('folded', 'streaming')
@@ -154,6 +155,7 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     keep the batch whole give the same bits; slices agree to float
     rounding (see :func:`_in_slices`).
     """
+    check_snn_input(model, x)  # NaN/Inf or wrong channels: refused
     T = check_timesteps(timesteps)
     chunk = check_time_chunk(time_chunk, check_mode(mode), T)
     if mode == 'streaming':
