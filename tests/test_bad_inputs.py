@@ -60,8 +60,11 @@ def _full_precision(path, marker):
 
 
 def _other_architecture(path, marker):
-    other = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Linear(8, 2))
-    torch.save({'state_dict': quantize_model(other, 3).state_dict()}, path)
+    """Convs under other names, a classifier of another size."""
+    state = {('backbone.' + k if k[0] in '0123' else k): v
+             for k, v in qnet().state_dict().items()}
+    state['6.weight'] = torch.zeros(3, 4)
+    torch.save({'state_dict': state}, path)
 
 
 # (bad checkpoint writer, error type, words the message must hold)
@@ -69,7 +72,7 @@ CHECKPOINTS = {
     'truncated': (_truncated, CheckpointError,
                   ['truncated', 'save or copy it again']),
     'not a checkpoint': (_text_file, CheckpointError,
-                         ['not a torch checkpoint']),
+                         ['not a torch checkpoint', "starts with b'epoch"]),
     'a list, not a dict': (_a_list, CheckpointError,
                            ['not a checkpoint', 'holds a list']),
     'code-running pickle': (_bad_pickle, UnsafeCheckpointError,
@@ -79,10 +82,11 @@ CHECKPOINTS = {
         ['full-precision', 'load_from=', 'QuantAlphaCalibrationHook']),
     'another architecture': (
         _other_architecture, CheckpointError,
-        ['missing key(s): 0.bias, 0.weight, 1.alpha, 2.bias',
-         'unexpected key(s): 2.bias, 2.weight',
-         'of another shape: 0.weight (8, 3, 3, 3) in the file',
-         'the config it was trained with']),
+        ['6 missing key(s): 0.bias, 0.weight, 1.alpha, 2.bias, 2.weight, '
+         '3.alpha;', '6 unexpected key(s): backbone.0.bias, backbone.0.weight,'
+         ' backbone.1.alpha, backbone.2.bias, backbone.2.weight, '
+         'backbone.3.alpha;', '1 key(s) of another shape: 6.weight (3, 4) in '
+         'the file, (2, 4) in the model', 'the config it was trained with']),
 }
 
 
@@ -271,6 +275,11 @@ def test_load_from_another_bit_width_is_allowed_and_logged(tmp_path):
 
 
 # -- data ------------------------------------------------------------------
+def _data_options(root):
+    return [f'{s}_dataloader.dataset.data_root={root}'
+            for s in ('train', 'val', 'test')]
+
+
 def _det_cfg(root):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO, 'configs/yolo_fastsnn_synthetic.py'))
@@ -425,21 +434,6 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
 
 
 # -- the tools: one line on stderr, no traceback ---------------------------
-def _tool(args, **kw):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                         capture_output=True, timeout=300, **kw)
-    return out.returncode, out.stderr.strip()
-
-
-def _assert_one_line(code, err, *words):
-    assert code != 0, err
-    assert 'Traceback' not in err, err[-3000:]
-    last = err.splitlines()[-1]
-    assert last.startswith('error: '), err[-3000:]
-    for word in words:
-        assert word in last, (word, last)
-
-
 CLS = 'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py'
 
 
@@ -450,24 +444,83 @@ def _shrink(root):
             'model.backbone.base_channels=8', 'model.head.in_channels=64']
 
 
-def test_tools_time_chunk_with_streaming(tmp_path):
+def _assert_one_line(code, err, *words):
+    assert code == 2, err[-3000:]
+    assert 'Traceback' not in err, err[-3000:]
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: '), err[-3000:]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.fixture
+def run_tool(monkeypatch, capsys):
+    """Run tools/<name>.py in this process (importing the mm stack again in
+    a subprocess takes longer than the checks); returns (exit code,
+    stderr). An exception that escapes the tool fails the test."""
+    import runpy
+    from fastsnn_mm.utils import allocator
+    monkeypatch.setattr(allocator, 'retain_freed_memory', lambda: True)
+    monkeypatch.chdir(REPO)
+
+    def run(name, *args):
+        monkeypatch.setattr(sys, 'argv', [f'tools/{name}.py', *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            runpy.run_path(osp.join(REPO, 'tools', f'{name}.py'),
+                           run_name='__main__')
+        return info.value.code, capsys.readouterr().err
+    return run
+
+
+def test_tools_time_chunk_with_streaming(run_tool, tmp_path):
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'x')
-    code, err = _tool(['tools/test.py', CLS, str(ckpt), '--snn', '--mode',
-                       'streaming', '--time-chunk', '2'])
+    code, err = run_tool('test', CLS, ckpt, '--snn', '--mode', 'streaming',
+                         '--time-chunk', '2')
     _assert_one_line(code, err, '--time-chunk applies to --mode folded only',
                      'drop --time-chunk')
 
 
-def test_tools_refuse_bad_checkpoints_and_config_values(tiny_voc, tmp_path):
+def test_tools_refuse_bad_config_values_and_data(run_tool, voc_copy,
+                                                 tmp_path):
+    work = tmp_path / 'work'
+    code, err = run_tool('train', CLS, '--work-dir', work,
+                         *_shrink(voc_copy), 'model.quant.bits=9')
+    _assert_one_line(code, err, 'bits must be an integer in 1..8',
+                     'got 9')
+    code, err = run_tool('test', CLS, tmp_path / 'x.pth', '--snn',
+                         '--timesteps', '0')
+    _assert_one_line(code, err, '--timesteps must be >= 1, got 0')
+    path = _break_xml(voc_copy)
+    code, err = run_tool('train', 'configs/yolo_fastsnn_synthetic.py',
+                         '--work-dir', work, '--cfg-options',
+                         *_data_options(voc_copy))
+    _assert_one_line(code, err, path, 'is not valid XML')
+    assert not os.path.exists(work / 'epoch_1.pth')
+
+
+def test_tools_refuse_full_precision_checkpoint(run_tool, tiny_voc,
+                                                tmp_path):
+    from mmengine.runner import Runner
+    cfg = tiny_cls_config(tiny_voc, tmp_path)
+    del cfg.model['quant']  # a full-precision classifier of the same shape
+    cfg.model.backbone.act_cfg = dict(type='ReLU')
+    fp = str(tmp_path / 'fp32.pth')
+    torch.save({'state_dict': Runner.from_cfg(cfg).model.state_dict()}, fp)
+    code, err = run_tool('test', CLS, fp, '--snn', '--work-dir', tmp_path,
+                         *_shrink(tiny_voc))
+    _assert_one_line(code, err, 'full-precision checkpoint',
+                     'QuantAlphaCalibrationHook')
+
+
+def test_tools_truncated_checkpoint_end_to_end(tiny_voc, tmp_path):
+    """The same path in a process of its own: stderr holds one line."""
     bad = str(tmp_path / 'truncated.pth')
     _truncated(bad, None)
-    code, err = _tool(['tools/test.py', CLS, bad, '--snn',
-                       '--work-dir', str(tmp_path / 'w1'),
-                       *_shrink(tiny_voc)])
-    _assert_one_line(code, err, bad, 'truncated')
-    code, err = _tool(['tools/train.py', CLS, '--work-dir',
-                       str(tmp_path / 'w2'), *_shrink(tiny_voc),
-                       'model.quant.bits=9'])
-    _assert_one_line(code, err, 'bits must be an integer in 1..8', 'got 9')
-    assert not os.path.exists(tmp_path / 'w2' / 'epoch_1.pth')
+    out = subprocess.run(
+        [sys.executable, 'tools/test.py', CLS, bad, '--snn', '--work-dir',
+         str(tmp_path), *_shrink(tiny_voc)],
+        cwd=REPO, text=True, capture_output=True, timeout=300)
+    _assert_one_line(out.returncode, out.stderr, bad, 'truncated',
+                     'save or copy it again')

@@ -50,7 +50,6 @@ def parse_args():
 @run_main
 def main():
     args = parse_args()
-    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     if args.timesteps is not None and args.timesteps < 1:
         fail(f'--timesteps must be >= 1, got {args.timesteps} (T; leave it '
              'out for 2^bits - 1)')
@@ -62,6 +61,7 @@ def main():
              '--time-chunk, or use --mode folded')
     if not os.path.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
+    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     cfg = load_config(args)
     check_task_packages(cfg, args.config)
     cfg.load_from = args.checkpoint

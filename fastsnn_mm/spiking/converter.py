@@ -187,7 +187,7 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
         model.timesteps, model.mode = T, mode
         model.time_chunk = time_chunk
         return model.eval()
-    return SpikingNetwork(model.eval(), T, mode, time_chunk)
+    return SpikingNetwork(model, T, mode, time_chunk).eval()
 
 
 def check_snn_arguments(timesteps, neuron, mode, time_chunk):

@@ -97,11 +97,16 @@ def load_checkpoint_file(filename, map_location=None):
 
 
 def _unreadable(filename, err):
-    first = (str(err).splitlines() or [type(err).__name__])[0][:160]
-    size = osp.getsize(filename)
+    with open(filename, 'rb') as f:
+        head = f.read(16)
+    if head[:2] == b'PK' or head[:1] == b'\x80':  # a torch zip or a pickle
+        reason = (str(err).split('. ')[0].splitlines() or [''])[0][:120]
+        reason = reason or type(err).__name__
+    else:
+        reason = f'it starts with {head!r}'
     return CheckpointError(
-        f'cannot read checkpoint {filename} ({size} bytes): it is truncated, '
-        f'corrupt or not a torch checkpoint ({first or type(err).__name__}); '
+        f'cannot read checkpoint {filename} ({osp.getsize(filename)} bytes): '
+        f'it is truncated, corrupt or not a torch checkpoint ({reason}); '
         'save or copy it again')
 
 
