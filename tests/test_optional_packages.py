@@ -88,13 +88,48 @@ def test_config_of_a_missing_package_names_what_to_install(tmp_path):
         '''))
     ckpt = tmp_path / 'x.pth'
     ckpt.write_bytes(b'x')
-    for tool, args in (('tools/train.py', []), ('tools/test.py', [ckpt])):
-        code, out, err = _run(['mmdet'], f'''
-            import runpy
-            sys.argv = [{tool!r}, {str(config)!r}, *{[str(a) for a in args]!r}]
-            runpy.run_path({tool!r}, run_name='__main__')
-            ''')
-        assert code != 0 and 'Traceback' not in err, err[-3000:]
-        line = err.strip().splitlines()[-1]
-        assert line.startswith('error: ') and 'needs mmdet' in line, err
-        assert 'pip install mmdet==3.3.0' in line, line
+    code, out, err = _run(['mmdet'], f'''
+        import contextlib, io, runpy
+        for tool, args in (('tools/train.py', []),
+                           ('tools/test.py', [{str(ckpt)!r}])):
+            sys.argv = [tool, {str(config)!r}, *args]
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try:
+                    runpy.run_path(tool, run_name='__main__')
+                except SystemExit as e:
+                    print(tool, 'exit', e.code)
+            print(tool, 'stderr', repr(err.getvalue()))
+        ''')
+    assert code == 0, err[-3000:]
+    for tool in ('tools/train.py', 'tools/test.py'):
+        assert f'{tool} exit 2' in out, out
+        stderr = eval(out.split(f'{tool} stderr ')[1].splitlines()[0])
+        assert 'Traceback' not in stderr, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: '), stderr
+        assert 'model type FastSNNSingleStageDetector' in lines[0] or \
+            "default_scope='mmdet'" in lines[0], lines[0]
+        assert 'needs mmdet, which is not installed: pip install ' \
+            'mmdet==3.3.0' in lines[0], lines[0]
+
+
+def test_config_inheriting_a_missing_package_names_it(monkeypatch, capsys):
+    """A config whose ``_base_`` is ``mmdet::...`` with mmdet not installed
+    (mmengine's installed check answering no, as it does then)."""
+    import os.path as osp
+    import runpy
+
+    import pytest
+    from mmengine.config import config as mm_config
+    monkeypatch.setattr(mm_config, 'is_installed', lambda p: p != 'mmdet')
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py',
+                                      'configs/yolo_fastsnn_synthetic.py'])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(osp.join(REPO, 'tools/train.py'), run_name='__main__')
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err == ('error: config configs/yolo_fastsnn_synthetic.py inherits '
+                   'configs of mmdet, which is not installed: pip install '
+                   'mmdet==3.3.0')
