@@ -221,7 +221,8 @@ def check_data_files(cfg, channels: Optional[int] = None) -> int:
     Checks that each annotation XML parses, each image's header can be read
     and decodes to the channels the model takes, and each segmentation label
     map has one channel; the first bad file ends it with an error that names
-    it. Only headers are read (about 0.1 ms a file); dataset types not in
+    it. Only headers are read (0.13 ms a file on the demo data, see the
+    README); dataset types not in
     :data:`LISTED_FILES`, and datasets without a split list, are skipped.
 
     Args:
