@@ -1,8 +1,8 @@
 """Drop-in use: the training and test scripts shipped inside mmpretrain,
 mmdet and mmseg (``<package>/.mim/tools/``) run our synthetic configs
-unchanged, as a QANN (the training run's validation) and as an SNN (the
-test script with ``model.snn`` set by ``--cfg-options``), and the metric
-comes out. The SNN's log says it ran as an SNN, in one line.
+unchanged: training, then the test script as a QANN (the same metric as
+the training run's validation) and as an SNN (``model.snn`` set by
+``--cfg-options``), and the metric comes out. The SNN's log says it ran as an SNN, in one line.
 
 Everything is shrunk to about one training iteration on the tiny data,
 and the scripts run as ``__main__`` in the test's process.
@@ -93,7 +93,12 @@ def test_stock_mm_scripts_train_and_test_our_config(task, tiny_voc,
     config = osp.join(REPO, config)
     log = _run(_mim_tool(package, 'train.py'),
                [config, '--work-dir', work, *options], work, monkeypatch)
-    qann = _metric(log, key)  # the training run's validation: the QANN
+    trained = _metric(log, key)  # the training run's validation
+    log = _run(_mim_tool(package, 'test.py'),
+               [config, work / ckpt, '--work-dir', work, *options], work,
+               monkeypatch)
+    qann = _metric(log, key)
+    assert qann == trained or qann != qann  # same weights, same images
     assert 'running as an SNN' not in log
     log = _run(_mim_tool(package, 'test.py'),
                [config, work / ckpt, '--work-dir', work, *options,
