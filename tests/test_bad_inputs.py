@@ -126,6 +126,8 @@ ARGUMENTS = {
                       ['write timesteps=7 without quotes']),
     'unknown neuron': (lambda: convert_to_snn(qnet(), neuron='lif'),
                        ["'signed', 'unsigned'", "got 'lif'"]),
+    'unknown mode': (lambda: convert_to_snn(qnet(), mode='fast'),
+                     ["'folded', 'streaming'", "got 'fast'"]),
     'time_chunk with streaming': (
         lambda: convert_to_snn(qnet(), mode='streaming', time_chunk=2),
         ['folded mode only', 'drop time_chunk']),
@@ -492,6 +494,14 @@ def test_tools_refuse_bad_config_values_and_data(run_tool, voc_copy,
     code, err = run_tool('test', CLS, tmp_path / 'x.pth', '--snn',
                          '--timesteps', '0')
     _assert_one_line(code, err, '--timesteps must be >= 1, got 0')
+    bad_cfg = tmp_path / 'bad_cfg.py'
+    bad_cfg.write_text("model = dict(type='X'\n")
+    code, err = run_tool('train', bad_cfg)
+    _assert_one_line(code, err, f'config {bad_cfg} is not valid Python',
+                     'never closed')
+    code, err = run_tool('train', CLS, '--cfg-options', 'model.head=3',
+                         'model.head.in_channels=64')
+    _assert_one_line(code, err, '--cfg-options cannot be applied to')
     path = _break_xml(voc_copy)
     code, err = run_tool('train', 'configs/yolo_fastsnn_synthetic.py',
                          '--work-dir', work, '--cfg-options',

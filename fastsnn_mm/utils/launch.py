@@ -36,13 +36,8 @@ def fail(msg: str, code: int = 2):
 
 
 def one_line(err: BaseException) -> str:
-    """An error's message without the ``class `X` in path.py:`` prefixes
-    mmengine's registry adds at each level of a nested build (the innermost
-    class is kept: it says where the bad value was)."""
-    msg = ' '.join(str(err).split())
-    found = re.findall(r'class `(\w+)` in [\w/.-]+\.py: ', msg)
-    msg = re.sub(r'class `\w+` in [\w/.-]+\.py: ', '', msg)
-    return f'{found[-1]}: {msg}' if found else msg
+    """An error's message on one line."""
+    return ' '.join(str(err).split())
 
 
 def run_main(main):
@@ -96,8 +91,14 @@ def load_config(args):
         fail(f'config {args.config} inherits configs of {pkg.group(1)}, '
              'which is not installed: pip install '
              f'{PIP_NAMES[pkg.group(1)]}')
+    except SyntaxError as err:
+        fail(f'config {args.config} is not valid Python: {one_line(err)}')
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (TypeError, KeyError) as err:
+            fail(f'--cfg-options cannot be applied to {args.config}: '
+                 f'{one_line(err)}'.replace('"', ''))
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
