@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-import fastsnn_mm
+import fastsnn_mm  # noqa: F401  (registers modules)
 from fastsnn_mm import QuantReLU, convert_to_snn, quantize_model
 from fastsnn_mm.errors import (BadArgumentError, BadInputError,
                                CheckpointError, DataError, FastSNNError,
@@ -167,7 +167,8 @@ def test_unconvertible_layer_and_missing_quant_relu():
         convert_to_snn(qnet(pool=nn.AdaptiveMaxPool2d(1)))
     assert '4: AdaptiveMaxPool2d -> use AdaptiveAvgPool2d' in str(info.value)
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
-    with pytest.raises(UnconvertibleModelError, match='no QuantReLU; quantize'):
+    with pytest.raises(UnconvertibleModelError,
+                       match='no QuantReLU; quantize'):
         convert_to_snn(plain)
     assert isinstance(info.value, FastSNNError)
 
@@ -222,7 +223,7 @@ def test_training_mode_model_converts_for_inference_and_says_so(capsys):
     with _captured(logger) as lines:
         snn = convert_to_snn(net, timesteps=3)
     assert not snn.training and not any(m.training for m in snn.modules())
-    assert net.training  # the caller's model (a copy was converted) is as it was
+    assert net.training  # the caller's model (a copy was converted) as it was
     line = [l for l in lines if 'running as an SNN' in l]
     assert len(line) == 1
     assert 'T=3, neuron=signed, mode=folded, 2 neuron layers' in line[0]
@@ -326,7 +327,8 @@ def _break_image(root):
 
 def _rgb_label_map(root):
     from PIL import Image
-    path = osp.join(root, 'VOC2007/SegmentationClass', _first_id(root) + '.png')
+    path = osp.join(root, 'VOC2007/SegmentationClass',
+                    _first_id(root) + '.png')
     Image.open(path).convert('RGB').save(path)
     return path
 

@@ -2,7 +2,8 @@
 mmdet and mmseg (``<package>/.mim/tools/``) run our synthetic configs
 unchanged: training, then the test script as a QANN (the same metric as
 the training run's validation) and as an SNN (``model.snn`` set by
-``--cfg-options``), and the metric comes out. The SNN's log says it ran as an SNN, in one line.
+``--cfg-options``), and the metric comes out. The SNN's log says it ran
+as an SNN, in one line.
 
 Everything is shrunk to about one training iteration on the tiny data,
 and the scripts run as ``__main__`` in the test's process.

@@ -55,8 +55,9 @@ class TimestepMixin:
             snn = _config_dict('snn', snn, SNN_KEYS)
             # fail at build time, not at the first test batch
             check_snn_arguments(snn.get('timesteps'),
-                             snn.get('neuron', 'signed'),
-                             snn.get('mode', 'folded'), snn.get('time_chunk'))
+                                snn.get('neuron', 'signed'),
+                                snn.get('mode', 'folded'),
+                                snn.get('time_chunk'))
             self._pending_snn = snn
 
     # -- state -----------------------------------------------------------
