@@ -2,6 +2,9 @@
 
 Importing the package registers every module (``custom_imports`` needs only
 ``'fastsnn_mm'``) and makes mmengine load checkpoints safely under torch>=2.6.
+The mm task packages are optional: each task wrapper registers when its
+package imports (see :mod:`fastsnn_mm.models`), and the quantization and
+spiking cores need only torch and mmengine.
 """
 from .utils import safe_checkpoint as _safe_checkpoint
 
@@ -12,7 +15,7 @@ from .quantization import *  # noqa: F401,F403,E402
 from .quantization import __all__ as _quant_all  # noqa: E402
 from .spiking import *  # noqa: F401,F403,E402
 from .spiking import __all__ as _spiking_all  # noqa: E402
-from . import datasets, engine, models  # noqa: F401,E402
+from . import datasets, engine, errors, models  # noqa: F401,E402
 
 __version__ = '0.1.0'
 __all__ = (['register_all_modules', '__version__'] + list(_quant_all) +

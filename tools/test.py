@@ -18,8 +18,9 @@ from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm.utils.allocator import retain_freed_memory
-from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
-                                     load_config, setup_distributed)
+from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
+                                     check_data, check_task_packages, fail,
+                                     load_config, run_main, setup_distributed)
 
 
 def parse_args():
@@ -46,24 +47,31 @@ def parse_args():
     return parser.parse_args()
 
 
+@run_main
 def main():
     args = parse_args()
-    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     if args.timesteps is not None and args.timesteps < 1:
-        fail(f'--timesteps must be >= 1, got {args.timesteps}')
-    if args.time_chunk is not None and (args.time_chunk < 1
-                                        or args.mode != 'folded'):
-        fail('--time-chunk must be >= 1 and needs --mode folded, got '
-             f'{args.time_chunk} with --mode {args.mode}')
+        fail(f'--timesteps must be >= 1, got {args.timesteps} (T; leave it '
+             'out for 2^bits - 1)')
+    if args.time_chunk is not None and args.time_chunk < 1:
+        fail(f'--time-chunk must be >= 1, got {args.time_chunk}')
+    if args.time_chunk is not None and args.mode != 'folded':
+        fail(f'--time-chunk applies to --mode folded only, got --mode '
+             f'{args.mode} (streaming presents one step per pass): drop '
+             '--time-chunk, or use --mode folded')
     if not os.path.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
+    retain_freed_memory()  # this process only: SNN passes reuse big buffers
     cfg = load_config(args)
+    check_task_packages(cfg, args.config)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_drawing(cfg)
     check_data(cfg, ['test'])
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    # mmengine would skip keys that do not fit with only a warning
+    check_checkpoint(runner, args.checkpoint, 'test')
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '

@@ -11,11 +11,13 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from fastsnn_mm.utils.launch import (add_common_args, check_data,
-                                     check_load_from, load_config,
-                                     setup_distributed)
+from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
+                                     check_data, check_load_from,
+                                     check_task_packages, load_config,
+                                     run_main, setup_distributed)
 
 
+@run_main
 def main():
     parser = add_common_args(argparse.ArgumentParser(description=__doc__))
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -23,6 +25,7 @@ def main():
                         'dir, or from the given checkpoint')
     args = parser.parse_args()
     cfg = load_config(args)
+    check_task_packages(cfg, args.config)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -32,6 +35,8 @@ def main():
         check_load_from(cfg)
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    if not cfg.get('resume'):  # bit width, fit and precision: logged/refused
+        check_checkpoint(runner, cfg.get('load_from'), 'load_from')
     runner.train()
 
 

@@ -9,9 +9,12 @@ Class names and palette are read from
 ``configs/_base_/datasets/synthetic_voc_metainfo.py``: that file is the one
 source of truth, inherited by the dataset configs and used here.
 """
+import glob
 import io
 import os
 import os.path as osp
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from functools import lru_cache
 from typing import Dict, List
@@ -217,8 +220,13 @@ def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
 
     Returns ``{'train': [...], 'val': [...]}`` with one dict per image:
     ``img_id`` and ``objects`` (``label``, ``name``, 0-based inclusive
-    ``bbox``). Files are overwritten, never deleted; the same arguments give
-    byte-identical files.
+    ``bbox``). The same arguments give byte-identical files.
+
+    Nothing half-written is left under ``out_dir``: the tree is written
+    into a hidden ``.partial-*`` folder beside its final place and its
+    ``VOC2007`` and ``classification`` folders replace the old ones only
+    once every file is there (an interrupted run leaves the old data as it
+    was; its partial folder is removed by the next run).
     """
     if num_train < 1 or num_val < 1:
         raise ValueError(f'need at least one train and one val image, got '
@@ -230,6 +238,39 @@ def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
     for name in classes:
         _unit_polygon(name)  # fails early on a class it cannot draw
     rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(osp.join(out_dir, PARTIAL + '*')):
+        shutil.rmtree(stale, ignore_errors=True)
+    work = tempfile.mkdtemp(prefix=PARTIAL, dir=out_dir)
+    try:
+        truth = _generate(work, num_train, num_val, rng, classes, meta,
+                          size, progress)
+        _publish(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return truth
+
+
+#: prefix of the hidden folder a tree is written into before it is moved
+PARTIAL = '.partial-'
+
+
+def _publish(work: str, out_dir: str) -> None:
+    """Move the finished folders of ``work`` into ``out_dir``, each
+    replacing its old version by two renames."""
+    for name in sorted(os.listdir(work)):
+        dst = osp.join(out_dir, name)
+        old = None
+        if osp.exists(dst):
+            old = tempfile.mkdtemp(prefix=PARTIAL + 'old-', dir=out_dir)
+            os.replace(dst, osp.join(old, name))
+        os.replace(osp.join(work, name), dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
+              progress):
     deck: List[int] = []
 
     def next_label() -> int:

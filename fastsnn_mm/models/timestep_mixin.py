@@ -11,9 +11,35 @@ Conversion is lazy: a model built with ``snn=dict(...)`` is a QANN until its
 first inference, so QANN checkpoints (and SNN checkpoints, whose thresholds
 load as alphas) load into it first by the usual mm means.
 """
+from ..errors import BadArgumentError
 from ..quantization import quantize_model
 from ..spiking import convert_to_snn, neurons_of, run_timesteps
-from ..spiking.runner import check_mode, check_time_chunk, check_timesteps
+from ..spiking.converter import check_snn_arguments
+from ..spiking.runner import check_mode, check_timesteps
+
+
+#: what a config's ``quant=dict(...)`` / ``snn=dict(...)`` may hold
+QUANT_KEYS = ('bits', 'skip', 'alpha', 'weight')
+SNN_KEYS = ('timesteps', 'neuron', 'mode', 'time_chunk', 'skip', 'fold_bn')
+
+
+def _config_dict(name, value, allowed, required=()):
+    """A ``quant``/``snn`` config field as a dict with known keys only."""
+    if not isinstance(value, dict):
+        raise BadArgumentError(
+            f'model.{name} must be a dict like {name}=dict({allowed[0]}=...)'
+            f' or None, got {value!r}')
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise BadArgumentError(
+            f'model.{name} has unknown key(s) {", ".join(unknown)}: it takes '
+            f'{", ".join(allowed)}')
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise BadArgumentError(
+            f'model.{name} needs {", ".join(missing)}, e.g. '
+            f'{name}=dict({missing[0]}=3)')
+    return dict(value)
 
 
 class TimestepMixin:
@@ -21,16 +47,17 @@ class TimestepMixin:
 
     def init_fastsnn(self, quant=None, snn=None):
         if quant:
-            quantize_model(self, **quant)
+            quantize_model(self, **_config_dict('quant', quant, QUANT_KEYS,
+                                                required=('bits', )))
         self.snn_cfg = None
         self._pending_snn = None
         if snn:
-            snn = dict(snn)
-            if snn.get('timesteps') is not None:
-                check_timesteps(snn['timesteps'])
-            mode = check_mode(snn.get('mode', 'folded'))
-            if snn.get('time_chunk') is not None:
-                check_time_chunk(snn['time_chunk'], mode, 1)
+            snn = _config_dict('snn', snn, SNN_KEYS)
+            # fail at build time, not at the first test batch
+            check_snn_arguments(snn.get('timesteps'),
+                                snn.get('neuron', 'signed'),
+                                snn.get('mode', 'folded'),
+                                snn.get('time_chunk'))
             self._pending_snn = snn
 
     # -- state -----------------------------------------------------------

@@ -11,16 +11,13 @@ levels exactly, ties included. Gradients (PACT / APoT):
 import torch
 from torch import nn
 
+from ..errors import check_int
 from ..registry import MODELS
 
 
 def check_bits(bits) -> int:
     """Validate an activation/weight bit width (an int in 1..8)."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(
-            f'bits must be an integer in 1..8 (Fast-SNN uses 2, 3 or 4), '
-            f'got {bits!r}')
-    return bits
+    return check_int('bits', bits, 1, 8, 'Fast-SNN uses 2, 3 or 4')
 
 
 class _QuantReLUFn(torch.autograd.Function):

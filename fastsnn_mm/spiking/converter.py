@@ -8,13 +8,15 @@ equivalent are refused up front, all of them in one error.
 import copy
 import fnmatch
 
+from mmengine.logging import print_log
 from torch import nn
 
+from ..errors import BadArgumentError, FastSNNError, check_choice, check_int
 from ..quantization import QuantReLU
 from .fold_bn import fold_batchnorm
 from .neurons import NEURONS, IFNeuron
-from .runner import (check_mode, check_time_chunk, check_timesteps,
-                     run_timesteps)
+from .runner import (MODES, check_mode, check_time_chunk, check_timesteps,
+                     neurons_of, run_timesteps)
 
 #: module type -> what to use instead in a convertible model
 UNCONVERTIBLE = {
@@ -32,7 +34,7 @@ UNCONVERTIBLE = {
 }
 
 
-class UnconvertibleModelError(TypeError):
+class UnconvertibleModelError(FastSNNError, TypeError):
     """The model holds modules with no spiking equivalent."""
 
 
@@ -160,14 +162,13 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     Returns:
         An mm task wrapper of fastsnn_mm converts itself and is returned in
         SNN mode; any other module is returned wrapped in
-        :class:`SpikingNetwork`.
+        :class:`SpikingNetwork`. Either way the result is in eval mode: a
+        converted network is for inference (BN uses its running statistics),
+        so a model passed in training mode is converted all the same, and
+        the one log line of the conversion says so.
     """
-    check_mode(mode)
-    if time_chunk is not None:
-        check_time_chunk(time_chunk, mode, 1)
-    if neuron not in NEURONS:
-        raise ValueError(
-            f"neuron must be one of {sorted(NEURONS)}, got {neuron!r}")
+    check_snn_arguments(timesteps, neuron, mode, time_chunk)
+    was_training = model.training
     already = any(isinstance(m, IFNeuron) for m in model.modules())
     if not already:
         check_convertible(model, skip)
@@ -177,12 +178,38 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     if fold_bn:
         fold_batchnorm(model)
     T = replace_quant_relus(model, timesteps, neuron)
+    _log_conversion(model, T, neuron, mode, was_training)
     if hasattr(model, 'set_snn'):
         model.set_snn(timesteps=T, neuron=neuron, mode=mode,
                       time_chunk=time_chunk)
-        return model
+        return model.eval()
     if isinstance(model, SpikingNetwork):
         model.timesteps, model.mode = T, mode
         model.time_chunk = time_chunk
-        return model
-    return SpikingNetwork(model.eval(), T, mode, time_chunk)
+        return model.eval()
+    return SpikingNetwork(model, T, mode, time_chunk).eval()
+
+
+def check_snn_arguments(timesteps, neuron, mode, time_chunk):
+    """Bad arguments fail before any copying or surgery."""
+    if timesteps is not None:
+        check_int('timesteps', timesteps, 1,
+                  hint='T; None gives 2^bits - 1 of the QuantReLUs')
+    check_choice('neuron', neuron, sorted(NEURONS))
+    check_choice('mode', mode, MODES)
+    if time_chunk is not None:
+        check_int('time_chunk', time_chunk, 1,
+                  hint='steps per pass in folded mode')
+        if mode != 'folded':
+            raise BadArgumentError(
+                f'time_chunk applies to folded mode only, got mode={mode!r}: '
+                'drop time_chunk (streaming runs one step per pass)')
+
+
+def _log_conversion(model, T, neuron, mode, was_training):
+    """The one line that tells an SNN run's log from a QANN run's."""
+    note = (' (the model was in training mode: converted for inference, '
+            'now in eval mode)') if was_training else ''
+    print_log(f'FastSNN: running as an SNN: T={T}, neuron={neuron}, '
+              f'mode={mode}, {len(neurons_of(model))} neuron layers{note}',
+              logger='current')

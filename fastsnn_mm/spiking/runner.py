@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .functional import count_dtype, new_state
+from .input_checks import check_snn_input
 from .neurons import IFNeuron
 
 MODES = ('folded', 'streaming')
@@ -307,6 +308,7 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     device memory. Plans that keep the batch whole give the same bits;
     slices agree to float rounding (see :func:`_in_slices`).
     """
+    check_snn_input(model, x)  # NaN/Inf or wrong channels: refused
     T = check_timesteps(timesteps)
     chunk = check_time_chunk(time_chunk, check_mode(mode), T)
     if mode == 'folded' and chunk is not None:

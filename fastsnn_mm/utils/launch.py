@@ -1,10 +1,20 @@
-"""What tools/train.py and tools/test.py share: config loading, data-root
-checks, SNN flags and distributed start-up on machines without GPUs."""
+"""What tools/train.py and tools/test.py share: config loading, checks of
+data, packages and checkpoints before a run, one-line errors, and
+distributed start-up on machines without GPUs."""
+import functools
+import importlib.util
 import os
+import re
 import sys
 
 import torch
 from mmengine.config import Config, DictAction
+
+from ..errors import FastSNNError, MissingPackageError
+
+#: mm task package -> what to install for it (the versions tested here)
+PIP_NAMES = {'mmdet': 'mmdet==3.3.0', 'mmseg': 'mmsegmentation==1.2.2',
+             'mmpretrain': 'mmpretrain==1.2.0', 'mmcv': 'mmcv==2.1.0'}
 
 
 def add_common_args(parser):
@@ -25,12 +35,70 @@ def fail(msg: str, code: int = 2):
     sys.exit(code)
 
 
+def one_line(err: BaseException) -> str:
+    """An error's message on one line."""
+    return ' '.join(str(err).split())
+
+
+def run_main(main):
+    """Run a tool's ``main``: errors a user can fix by changing their input
+    (:class:`~fastsnn_mm.errors.FastSNNError`) end as one line on stderr
+    and exit code 2; anything else keeps its traceback (it is a bug)."""
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except FastSNNError as err:
+            fail(one_line(err))
+    return wrapped
+
+
+def require_package(package: str, why: str) -> None:
+    """Raise :class:`MissingPackageError` naming what to install."""
+    if package in sys.modules and sys.modules[package] is not None:
+        return
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingPackageError(
+            f'{why} needs {package}, which is not installed: pip install '
+            f'{PIP_NAMES.get(package, package)}')
+
+
+def check_task_packages(cfg, config_name: str = 'the config') -> None:
+    """The config's scope and model type need their mm task packages."""
+    from ..models import TASK_WRAPPERS
+    scope = cfg.get('default_scope')
+    if scope in PIP_NAMES:
+        require_package(scope, f"{config_name} (default_scope='{scope}')")
+    model_type = (cfg.get('model') or {}).get('type')
+    if model_type in TASK_WRAPPERS:
+        require_package(TASK_WRAPPERS[model_type],
+                        f'{config_name} (model type {model_type})')
+
+
 def load_config(args):
     if not os.path.isfile(args.config):
         fail(f'config file {args.config} not found')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except ImportError as err:  # a base config of a missing task package
+        pkg = re.search(r'\b(mm[a-z]+)\b', str(err))
+        if pkg is None or pkg.group(1) not in PIP_NAMES:
+            raise
+        fail(f'config {args.config} inherits configs of {pkg.group(1)}, '
+             'which is not installed: pip install '
+             f'{PIP_NAMES[pkg.group(1)]}')
+    except SyntaxError as err:
+        fail(f'config {args.config} is not valid Python: {one_line(err)}')
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (TypeError, KeyError) as err:
+            fail(f'--cfg-options cannot be applied to {args.config}: '
+                 f'{one_line(err)}'.replace('"', ''))
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
@@ -50,14 +118,33 @@ def check_load_from(cfg):
              'comes from first, or pass --cfg-options load_from=PATH)')
 
 
+def check_checkpoint(runner, path, purpose):
+    """Before mmengine loads ``path`` into the runner's model (which would
+    skip what does not fit with only a warning): refuse or log what does
+    not fit (see :func:`~fastsnn_mm.utils.checkpoint_check.
+    check_checkpoint_fits`). Local files only."""
+    if not path or '://' in str(path):
+        return
+    from mmengine.model import is_model_wrapper
+    from .checkpoint_check import check_checkpoint_fits
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    check_checkpoint_fits(model, path, purpose)
+
+
 def check_data(cfg, splits):
-    """Fail early, in one line, when a data root the run needs is missing."""
-    from fastsnn_mm.datasets.check import check_data_root
+    """Fail early, in one line, when data the run needs is missing or bad:
+    the data root and split lists, then every file the split lists name
+    (``check_data_files=False`` in a config skips the second part)."""
+    from fastsnn_mm.datasets.check import check_data_files, check_data_root
     keys = [f'{s}_dataloader' for s in splits] + ['data_layout']
     needed = Config({k: cfg[k] for k in keys if cfg.get(k) is not None})
     try:
         check_data_root(needed)
-    except FileNotFoundError as err:
+        if cfg.get('check_data_files', True):
+            needed['model'] = cfg.get('model')
+            check_data_files(needed)
+    except (FastSNNError, FileNotFoundError) as err:
         fail(str(err))
 
 

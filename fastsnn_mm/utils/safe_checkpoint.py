@@ -9,17 +9,21 @@ else in a file is refused with an error that names the offending type; the
 file is never unpickled beyond that point.
 """
 import collections
+import os
 import os.path as osp
 import pickle
 import re
+import tempfile
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..errors import CheckpointError, MissingFileError
 
-class UnsafeCheckpointError(RuntimeError):
+
+class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds an object outside the allow-list."""
 
 
@@ -65,28 +69,65 @@ def load_checkpoint_file(filename, map_location=None):
     """``torch.load`` with ``weights_only=True`` and the mm allow-list.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        UnsafeCheckpointError: the file holds a type outside the allow-list.
-        RuntimeError: the file is not a readable checkpoint (corrupt, truncated).
+        MissingFileError: the file does not exist (a ``FileNotFoundError``).
+        UnsafeCheckpointError: the file holds a type outside the allow-list
+            (nothing of it runs: the unpickler stops at that type's name).
+        CheckpointError: the file is not a readable checkpoint (truncated,
+            corrupt, or some other kind of file).
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise MissingFileError(f'checkpoint {filename} not found')
     try:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL ([\w.]+)', str(err))
-        what = f'`{found.group(1)}`' if found else 'an object'
+        if found is None:  # not a refused type: the bytes are not a pickle
+            raise _unreadable(filename, err) from None
         raise UnsafeCheckpointError(
-            f'refusing checkpoint {filename}: it holds {what}, which is not '
-            'a type OpenMMLab checkpoints contain, so it was not unpickled.'
-        ) from None
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise RuntimeError(
-            f'cannot read checkpoint {filename} (corrupt or not a torch '
-            f'checkpoint): {str(err).splitlines()[0]}') from None
+            f'refusing checkpoint {filename}: it holds `{found.group(1)}`, '
+            'which is not a type OpenMMLab checkpoints contain, so it was '
+            'not unpickled; use a checkpoint from a source you trust, saved '
+            'by mmengine or torch.save of a state dict') from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError,
+            IndexError, AttributeError) as err:
+        raise _unreadable(filename, err) from None
+
+
+def _unreadable(filename, err):
+    with open(filename, 'rb') as f:
+        head = f.read(16)
+    if head[:2] == b'PK' or head[:1] == b'\x80':  # a torch zip or a pickle
+        reason = (str(err).split('. ')[0].splitlines() or [''])[0][:120]
+        reason = reason or type(err).__name__
+    else:
+        reason = f'it starts with {head!r}'
+    return CheckpointError(
+        f'cannot read checkpoint {filename} ({osp.getsize(filename)} bytes): '
+        f'it is truncated, corrupt or not a torch checkpoint ({reason}); '
+        'save or copy it again')
+
+
+def save_checkpoint_atomic(checkpoint: dict, filename: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename:
+    a run killed while saving leaves the old file (or none), never half a
+    checkpoint under the final name."""
+    folder = osp.dirname(osp.abspath(filename))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filename) + '.',
+                               suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _load_from_local(filename, map_location):

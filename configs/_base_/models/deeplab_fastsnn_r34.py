@@ -45,6 +45,7 @@ model = dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'),
-    quant=dict(bits=3, alpha=2.0),
-    # a QANN until tools/test.py --snn/--compare (or snn=dict(...)) converts
-    snn=None)
+    # a QANN until tools/test.py --snn/--compare or an snn field converts
+    # it; no `snn=None` here, so that `--cfg-options model.snn.timesteps=7`
+    # (mm's own test scripts) can add the field to this dict
+    quant=dict(bits=3, alpha=2.0))

@@ -3,9 +3,10 @@ import os.path as osp
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner import save_checkpoint
+from mmengine.runner.checkpoint import weights_to_cpu
 
 from ...registry import HOOKS
+from ...utils.safe_checkpoint import save_checkpoint_atomic
 
 POINTS = ('after_train', 'before_test')
 
@@ -47,18 +48,17 @@ class FastSNNConversionHook(Hook):
                 f'{type(model).__name__} is not a fastsnn_mm task model; use '
                 'FastSNNImageClassifier / FastSNNSingleStageDetector / '
                 'FastSNNEncoderDecoder as the model type')
-        model.to_snn(**self.snn_kwargs)
+        model.to_snn(**self.snn_kwargs)  # logs T, neuron, mode, layers
         cfg = model.snn_cfg
         self.converted_at.append(point)
-        runner.logger.info(
-            f'FastSNN: converted to SNN at {point}: T={cfg["timesteps"]}, '
-            f'neuron={cfg["neuron"]}, mode={cfg["mode"]}, '
-            f'{len(model.neurons)} neuron layers')
         if self.save:
             path = osp.join(runner.work_dir,
                             f'snn_{cfg["neuron"]}_T{cfg["timesteps"]}.pth')
             meta = dict(snn=cfg, epoch=runner.epoch, iter=runner.iter)
-            save_checkpoint(dict(meta=meta, state_dict=model.state_dict()), path)
+            # a run killed while saving leaves no half-written checkpoint
+            save_checkpoint_atomic(
+                dict(meta=meta, state_dict=weights_to_cpu(model.state_dict())),
+                path)
             runner.logger.info(f'FastSNN: saved SNN checkpoint to {path}')
 
     def after_train(self, runner):
