@@ -145,8 +145,17 @@ def measure(T, args):
     x = (torch.randn(T, *args.shape, generator=g) * 0.6 + 0.3).to(device)
     runs = variants(T, x, args.theta, device, args)
     timer = Timer(device)
+    failed = {}
     with torch.no_grad():
-        outputs = {k: fn() for k, (fn, _, _) in runs.items()}  # + compile
+        outputs = {}
+        for k, (fn, _, _) in list(runs.items()):  # first call: compiles too
+            try:
+                outputs[k] = fn()
+            except Exception as err:  # one broken variant: the rest still run
+                print(f'T={T} {k}: failed, left out: '
+                      f'{type(err).__name__}: {err}'.splitlines()[0])
+                failed[k] = f'failed ({type(err).__name__})'
+                del runs[k]
         ref = {s: outputs[f"reference loop, {'signed' if s else 'unsigned'}"]
                for s in (True, False)}
         same = {}
@@ -166,8 +175,10 @@ def measure(T, args):
         for _ in range(args.repeats):
             for k, (fn, _, _) in runs.items():
                 times[k].append(timer(fn))
-    return {k: (statistics.median(v), min(v), max(v), same[k])
-            for k, v in times.items()}
+    out = {k: (statistics.median(v), min(v), max(v), same[k])
+           for k, v in times.items()}
+    out.update({k: (float('nan'), ) * 3 + (why, ) for k, why in failed.items()})
+    return out
 
 
 def same_at_every_T(results, timesteps, label) -> str:

@@ -108,7 +108,7 @@ def timed(step, cuda: bool):
     return time.perf_counter() - t
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--arch', default='resnet18', choices=['resnet18', 'vgg11'])
     p.add_argument('--width', type=int, default=64, help='base channels')
@@ -125,7 +125,7 @@ def main():
     p.add_argument('--threads', type=int, default=None,
                    help='torch CPU threads (default: torch decides)')
     add_results_arg(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

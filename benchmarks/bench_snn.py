@@ -478,7 +478,7 @@ def plans_main(args):
                     'after a warm-up call.'], md_path=args.results)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--device', default='cpu',
@@ -519,7 +519,7 @@ def main():
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--child', choices=MEMORY_CASES)
     add_results_arg(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
