@@ -17,8 +17,9 @@
 #    kept beside the new GPU rows, the plots). Copy RESULTS.md,
 #    results.json and the PNGs back into benchmarks/ to keep them.
 #
-# Options: --quick (tiny sizes: a smoke run in a minute), --device cpu (the
-# same steps on a CPU machine, to check this script; implies --quick).
+# Options: --quick (tiny sizes: a smoke run), --device cpu (the same steps
+# on a CPU machine, to check this script; implies --quick), --steps LIST
+# (comma-separated, of: tests,neuron,snn32,snn224,qat32,qat224; default all).
 # Each step has its own time limit, so the whole run stays under 10 minutes;
 # a failed step is reported and the next one still runs.
 set -uo pipefail
@@ -29,16 +30,24 @@ WHEELS="${FASTSNN_GPU_WHEELS:-$ROOT/benchmarks/wheels}"
 PY="${PYTHON:-python3}"
 DEVICE=cuda
 QUICK=0
+ALL_STEPS=tests,neuron,snn32,snn224,qat32,qat224
+STEPS=$ALL_STEPS
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --device) DEVICE="${2:?--device needs cpu or cuda}"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-    *) echo "run_gpu.sh: unknown option $1 (--quick, --device cpu|cuda)" >&2
+    --steps) STEPS="${2:?--steps needs a list such as neuron,snn32}"; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "run_gpu.sh: unknown option $1 (--quick, --device cpu|cuda, --steps LIST)" >&2
        exit 2 ;;
   esac
   shift
 done
+for s in ${STEPS//,/ }; do
+  [[ ",$ALL_STEPS," == *",$s,"* ]] || {
+    echo "run_gpu.sh: unknown step $s in --steps (steps: $ALL_STEPS)" >&2; exit 2; }
+done
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
 case "$DEVICE" in
   cuda) ;;
   cpu) QUICK=1 ;;
@@ -126,7 +135,9 @@ MD="$RES/RESULTS.md"
 # 3. the tests marked cuda (only the files that have such tests; core_import
 #    lets them import fastsnn_mm without the mm task packages)
 mapfile -t CUDA_TESTS < <(cd "$ROOT" && grep -l 'mark\.cuda' tests/*.py 2>/dev/null)
-if [[ ${#CUDA_TESTS[@]} -gt 0 ]]; then
+if ! want tests; then
+  :
+elif [[ ${#CUDA_TESTS[@]} -gt 0 ]]; then
   run 150 "pytest -m cuda (${#CUDA_TESTS[@]} files)" \
     bash -c 'cd "$0" && "$1" -m pytest -p core_import -m cuda -q -rs \
       --continue-on-collection-errors "${@:2}"' "$ROOT" "$PY" "${CUDA_TESTS[@]}"
@@ -150,16 +161,19 @@ else
   QAT224=(--width 64 --size 224 --batch 32 --repeats 20 --warmup 5)
 fi
 # --plans: the plan comparison bench_snn runs on a GPU, here on any device
-run 170 "bench_neuron" "$PY" "$B/bench_neuron.py" --device "$DEVICE" \
-  "${NEURON[@]}" --results "$MD" --plot "$RES/neuron_$DEVICE.png"
-run 110 "bench_snn 32 px" "$PY" "$B/bench_snn.py" --device "$DEVICE" --plans \
-  "${SNN32[@]}" --results "$MD" --plot "$RES/snn_time_32px_$DEVICE.png"
-run 110 "bench_snn 224 px" "$PY" "$B/bench_snn.py" --device "$DEVICE" --plans \
-  "${SNN224[@]}" --results "$MD" --plot "$RES/snn_time_224px_$DEVICE.png"
-run 45 "bench_qat_step 32 px" "$PY" "$B/bench_qat_step.py" --device "$DEVICE" \
-  --amp "${QAT32[@]}" --results "$MD"
-run 45 "bench_qat_step 224 px" "$PY" "$B/bench_qat_step.py" --device "$DEVICE" \
-  --amp "${QAT224[@]}" --results "$MD"
+want neuron && run 170 "bench_neuron" "$PY" "$B/bench_neuron.py" \
+  --device "$DEVICE" "${NEURON[@]}" --results "$MD" \
+  --plot "$RES/neuron_$DEVICE.png"
+want snn32 && run 110 "bench_snn 32 px" "$PY" "$B/bench_snn.py" \
+  --device "$DEVICE" --plans "${SNN32[@]}" --results "$MD" \
+  --plot "$RES/snn_time_32px_$DEVICE.png"
+want snn224 && run 110 "bench_snn 224 px" "$PY" "$B/bench_snn.py" \
+  --device "$DEVICE" --plans "${SNN224[@]}" --results "$MD" \
+  --plot "$RES/snn_time_224px_$DEVICE.png"
+want qat32 && run 45 "bench_qat_step 32 px" "$PY" "$B/bench_qat_step.py" \
+  --device "$DEVICE" --amp "${QAT32[@]}" --results "$MD"
+want qat224 && run 45 "bench_qat_step 224 px" "$PY" "$B/bench_qat_step.py" \
+  --device "$DEVICE" --amp "${QAT224[@]}" --results "$MD"
 
 say "summary ($(( SECONDS - START ))s in all):"
 printf '  %s\n' "${SUMMARY[@]}"

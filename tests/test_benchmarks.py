@@ -85,35 +85,56 @@ def test_bench_neuron_cpu_tiny(tmp_path, one_thread):
     assert '(neuron_cpu.png)' in section
 
 
-def test_run_gpu_script_dry_run_on_cpu(tmp_path):
-    """benchmarks/run_gpu.sh --device cpu: every step of the GPU run with
-    tiny sizes, results in $OUT."""
-    out_dir = tmp_path / 'out'
+def test_bench_snn_plans_cpu_tiny(tmp_path, one_thread):
+    """The GPU run's plan table (default plan, all T folded, streaming)
+    on the CPU with --plans."""
+    import bench_snn
+    md = tmp_path / 'RESULTS.md'
+    bench_snn.main(['--plans', '--device', 'cpu', '--width', '8', '--size',
+                    '16', '--batch', '4', '--timesteps', '3', '--repeats',
+                    '2', '--results', str(md), '--plot',
+                    str(tmp_path / 'plans.png')])
+    text = md.read_text()
+    section = text.split('## SNN against T QANN passes: time')[1]
+    section = section.split('\n## ')[0]
+    assert 'width 8, 3-bit, 16 px, batch 4, plans' in section
+    for plan in ('default plan', 'all T folded', 'streaming'):
+        assert f'| 3 | {plan} |' in section
+    assert '(plans.png)' in section and (tmp_path / 'plans.png').exists()
+
+
+def run_gpu_script(out_dir, *args):
     env = dict(os.environ, OUT=str(out_dir), PYTHON=sys.executable,
-               FASTSNN_GPU_WHEELS=str(tmp_path / 'no-wheels'),
-               OMP_NUM_THREADS='1')
-    run = subprocess.run(['bash', 'benchmarks/run_gpu.sh', '--device', 'cpu'],
-                         cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=600)
+               FASTSNN_GPU_WHEELS=str(out_dir / 'no-wheels'),
+               FASTSNN_CORE_ONLY='1', OMP_NUM_THREADS='1')
+    return subprocess.run(['bash', 'benchmarks/run_gpu.sh', *args], cwd=REPO,
+                          env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_run_gpu_script_dry_run_on_cpu(tmp_path):
+    """benchmarks/run_gpu.sh --device cpu: the GPU run's steps with tiny
+    sizes, results in $OUT; FASTSNN_CORE_ONLY=1 imports fastsnn_mm as a
+    machine without mmcv/mmdet/mmseg/mmpretrain must."""
+    out_dir = tmp_path / 'out'
+    run = run_gpu_script(out_dir, '--device', 'cpu',
+                         '--steps', 'neuron,qat32')
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-4000:]
-    assert 'FAILED' not in log
-    for step in ('bench_neuron', 'bench_snn 32 px', 'bench_snn 224 px',
-                 'bench_qat_step 32 px', 'bench_qat_step 224 px'):
-        assert f'  {step}' in log, step
+    assert 'FAILED' not in log and 'fastsnn_mm import: core' in log
+    for step in ('bench_neuron', 'bench_qat_step 32 px'):
+        assert f's  {step}' in log, step
+    assert 'bench_snn' not in log  # not asked for
     text = (out_dir / 'RESULTS.md').read_text()
     data = json.loads((out_dir / 'results.json').read_text())
-    benches = {r['bench'] for r in data['runs']}
-    assert {'neuron', 'snn_time', 'qat_step'} <= benches
-    assert 'width 8, 3-bit, 16 px, batch 4, plans' in text
-    assert (out_dir / 'run_gpu.log').read_text().count('[run_gpu') >= 7
+    assert {'neuron', 'qat_step'} <= {r['bench'] for r in data['runs']}
+    assert '| qat 3-bit, bf16 autocast |' in text
+    assert 'summary' in (out_dir / 'run_gpu.log').read_text()
     assert not any(p.name.startswith('.tmp-') for p in out_dir.iterdir())
     assert len(list(out_dir.iterdir())) <= 8  # what a GPU run may bring back
-    # the repo's own record is untouched by the dry run
-    assert 'width 8, 3-bit, 16 px' not in open(
-        os.path.join(REPO, 'benchmarks', 'RESULTS.md')).read() \
-        if os.path.exists(os.path.join(REPO, 'benchmarks', 'RESULTS.md')) \
-        else True
+    bad = run_gpu_script(tmp_path / 'bad', '--device', 'cpu', '--steps',
+                         'neuron,nope')
+    assert bad.returncode == 2 and 'unknown step nope' in bad.stderr
 
 
 @pytest.mark.cuda
