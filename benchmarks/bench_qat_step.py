@@ -133,6 +133,7 @@ def main(argv=None):
     if cuda and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA GPU visible to torch')
 
+    env = environment(device)
     torch.manual_seed(0)
     fp32 = build(args.arch, args.width).to(device).train()
     weight = None if args.weight == 'none' else dict(type=args.weight,
@@ -165,7 +166,6 @@ def main(argv=None):
         if not torch.isfinite(loss):
             raise SystemExit(f'error: {k}: loss {loss.item()} is not finite')
 
-    env = environment(device)
     setting = (f'{args.arch} width {args.width}, {args.size} px, batch '
                f'{args.batch}, weights {args.weight}')
     print(f"{setting}, {env['device']}, {args.repeats} repeats after "

@@ -63,6 +63,9 @@ def environment(device) -> dict:
     env = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime(
         '%Y-%m-%d %H:%M UTC'), torch=torch.__version__,
         python=platform.python_version(), kind=device.type)
+    if hasattr(os, 'getloadavg'):  # how busy the machine was (CPU rows)
+        env['load_start'] = round(os.getloadavg()[0], 1)
+        env['cores'] = os.cpu_count()
     if device.type == 'cuda':
         env['device'] = torch.cuda.get_device_name(device)
         env['cuda'] = torch.version.cuda
@@ -134,6 +137,9 @@ def record(bench: str, env: dict, setting: str, columns, rows, notes=(),
             raise ValueError(f'row {r} has {len(r)} cells for '
                              f'{len(columns)} columns')
     data = load(md_path)
+    env = dict(env)
+    if 'load_start' in env:
+        env['load_end'] = round(os.getloadavg()[0], 1)
     run = dict(bench=bench, env=env, setting=setting, columns=columns,
                rows=rows, notes=list(notes))
     folder = os.path.dirname(os.path.abspath(md_path))
@@ -167,9 +173,14 @@ def render(data: dict) -> str:
             env = run['env']
             extra = ', '.join(f'{k} {env[k]}' for k in ('cuda', 'triton')
                               if k in env)
+            load = ''
+            if 'load_start' in env:
+                load = (f", load average {env['load_start']} at start, "
+                        f"{env.get('load_end', '?')} at end, "
+                        f"{env.get('cores', '?')} cores")
             out += [f"### {env['device']}: {run['setting']}", '',
                     f"torch {env['torch']}{', ' + extra if extra else ''}, "
-                    f"python {env['python']}, {env['date']}", '']
+                    f"python {env['python']}, {env['date']}{load}", '']
             out.append('| ' + ' | '.join(run['columns']) + ' |')
             out.append('|' + '---|' * len(run['columns']))
             out += ['| ' + ' | '.join(r) + ' |' for r in run['rows']]

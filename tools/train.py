@@ -5,8 +5,6 @@
 import argparse
 import warnings
 
-import torch
-
 # setuptools<82 (needed by mmcv and mm config scopes) warns on import
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
@@ -36,6 +34,15 @@ def enable_amp(cfg, dtype=None):
     return cfg
 
 
+def amp_device_available() -> bool:
+    """Where AmpOptimWrapper runs (it asserts one of these)."""
+    from mmengine import device
+    return any(f() for f in (device.is_cuda_available,
+                             device.is_npu_available,
+                             device.is_mlu_available,
+                             device.is_musa_available))
+
+
 def main():
     parser = add_common_args(argparse.ArgumentParser(description=__doc__))
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -49,7 +56,7 @@ def main():
     args = parser.parse_args()
     if args.amp_dtype and not args.amp:
         fail('--amp-dtype applies with --amp only')
-    if args.amp and not torch.cuda.is_available():
+    if args.amp and not amp_device_available():
         fail('--amp needs a CUDA GPU: mmengine 0.10.7\'s AmpOptimWrapper '
              'trains on GPU, NPU, MLU or MUSA only; drop --amp on this '
              'machine')
