@@ -194,7 +194,7 @@ def plot(results, timesteps, device_name, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     labels = list(results[timesteps[0]])
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 5))
     width = 0.8 / len(labels)
     for i, label in enumerate(labels):
         xs = [j + (i - (len(labels) - 1) / 2) * width
@@ -207,7 +207,8 @@ def plot(results, timesteps, device_name, path):
     ax.set_ylabel('ms per T-step update (median)')
     ax.set_title(f'IF update of [T, 8, 64, 40, 40] float32, {device_name}',
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc='upper center',
+              bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import tempfile
 
 import torch
@@ -138,6 +139,7 @@ def record(bench: str, env: dict, setting: str, columns, rows, notes=(),
                              f'{len(columns)} columns')
     data = load(md_path)
     env = dict(env)
+    env.setdefault('command', command_line())
     if 'load_start' in env:
         env['load_end'] = round(os.getloadavg()[0], 1)
     run = dict(bench=bench, env=env, setting=setting, columns=columns,
@@ -155,14 +157,23 @@ def record(bench: str, env: dict, setting: str, columns, rows, notes=(),
     return md_path
 
 
+def command_line(argv=None) -> str:
+    """The command that measured a run, paths shortened to file names."""
+    argv = list(sys.argv if argv is None else argv)
+    script = f'benchmarks/{os.path.basename(argv[0])}' if argv else '?'
+    args = [os.path.basename(a) if os.path.isabs(a) else a for a in argv[1:]]
+    return ' '.join(['python', script] + args)
+
+
 def render(data: dict) -> str:
     out = ['# Benchmark results', '',
            'Written by the scripts in `benchmarks/` from `results.json` '
            '(each run replaces its own earlier rows; edit neither by hand). '
            'Every ratio is measured side by side in one run. CPU rows come '
-           'from a 2-core shared development VM (other jobs running: single '
-           'rounds swing by +-15 % or more); GPU rows from the machine '
-           'named above their table.', '']
+           'from a 2-core development VM shared with other jobs (the load '
+           'average beside each table says how busy it was; at loads far '
+           'above 2, single rounds swing by a factor of 2 or more); GPU rows '
+           'from the machine named above their table.', '']
     for bench, (title, what) in SECTIONS.items():
         runs = [r for r in data['runs'] if r['bench'] == bench]
         out += [f'## {title}', '', what, '']
@@ -181,6 +192,8 @@ def render(data: dict) -> str:
             out += [f"### {env['device']}: {run['setting']}", '',
                     f"torch {env['torch']}{', ' + extra if extra else ''}, "
                     f"python {env['python']}, {env['date']}{load}", '']
+            if env.get('command'):
+                out += [f"`{env['command']}`", '']
             out.append('| ' + ' | '.join(run['columns']) + ' |')
             out.append('|' + '---|' * len(run['columns']))
             out += ['| ' + ' | '.join(r) + ' |' for r in run['rows']]
