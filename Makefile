@@ -23,6 +23,7 @@ bench: install
 	$(PY) benchmarks/bench_qat_step.py
 	mkdir -p work_dirs/bench
 	$(PY) benchmarks/bench_snn.py --reference --mem-batch 1 2 4 8 32 --plot work_dirs/bench/snn_time.png
+	$(PY) benchmarks/bench_neuron.py --device cpu
 
 # Pure-Python wheels that benchmarks/run_gpu.sh installs on a GPU machine
 # with torch but no network (python 3.12 there): mmengine and what it
