@@ -3,8 +3,9 @@
 The pure-torch QuantReLU makes about six elementwise passes over the
 activation forward (divide, clamp, scale, round, rescale) and as many
 backward, each reading and writing the whole tensor: on a GPU, where
-elementwise work is bound by memory bandwidth, that made the QAT train step
-1.66x the ReLU step (QResNet-18, H200, 32 px, batch 128). Here the forward
+elementwise work is bound by memory bandwidth, the QAT train step took
+1.66x the ReLU step before this kernel (QResNet-18, H200, 32 px, batch
+128; `benchmarks/bench_qat_step.py --device cuda` measures it). Here the forward
 reads x once and writes q once; the backward reads x and the incoming
 gradient once, writes the input gradient once, and reduces the clip's
 gradient to one partial sum per block. q is recomputed in the backward from
@@ -21,7 +22,8 @@ rounding. Arithmetic is in float32 whatever the input's dtype (bfloat16 or
 float16 under autocast), so the levels ``k * alpha / (2^b - 1)`` stay exact.
 
 Tested bit for bit against the torch path on CPU tensors through Triton's
-interpreter (``TRITON_INTERPRET=1``) and on CUDA where a GPU is present.
+interpreter (``TRITON_INTERPRET=1``); tests marked ``cuda`` check the same
+on a GPU where one is present.
 """
 import numpy as np
 import torch
