@@ -22,7 +22,18 @@
    whose neuron state fits the runner's budget (the default);
    "streaming-whole-batch" keeps state for the whole batch at once.
 
+On a GPU (``--device cuda``) the same questions with CUDA tools: QANN and
+SNN timed with CUDA events in paired rounds (the default plan, all T steps
+folded in one pass, and streaming), and peak working memory from
+``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``
+(QANN, the default plan, all T folded, streaming) at T=15. cuDNN and TF32
+stay at torch's defaults, as a user's run has them.
+
+Tables go to the terminal and to benchmarks/RESULTS.md (``--results``).
+
     python benchmarks/bench_snn.py [--batch 32] [--timesteps 3 7 15]
+    python benchmarks/bench_snn.py --device cuda --width 64 --size 32 --batch 128
+    python benchmarks/bench_snn.py --device cuda --width 64 --size 224 --batch 32
 """
 import argparse
 import json
@@ -36,7 +47,9 @@ import time
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from core_import import import_core  # noqa: E402
+from results import add_results_arg, environment, record  # noqa: E402
 
 
 MEMORY_CASES = ('qann', 'streaming', 'streaming-whole-batch', 'folded',
@@ -44,6 +57,7 @@ MEMORY_CASES = ('qann', 'streaming', 'streaming-whole-batch', 'folded',
 
 
 def build(width, bits, seed=0):
+    import_core()
     from fastsnn_mm.models.backbones import QResNet
     torch.manual_seed(seed)
 
@@ -105,7 +119,7 @@ def memory_case(args):
     needed above the idle process, plus the model's own bytes."""
     import gc
 
-    import fastsnn_mm  # noqa: F401
+    import_core()
     x = torch.randn(args.batch, 3, args.size, args.size)
     net = build(args.width, args.bits)
     if args.case != 'qann':
@@ -212,7 +226,8 @@ def time_row(args, net, x, T, v, allocator, default_mib):
     print(f"| {T} | {allocator} | {label} | {update} | {tq * 1e3:.0f} | "
           f'{ts * 1e3:.0f} | {ratio:.3f} | {lo:.2f} - {hi:.2f} |', flush=True)
     return [dict(T=T, variant=f'chunk {label}, {update}, {allocator}',
-                 ratio=ratio, lo=lo, hi=hi)]
+                 ratio=ratio, lo=lo, hi=hi, qann_ms=tq * 1e3,
+                 snn_ms=ts * 1e3)]
 
 
 def layer_table(net, x, T, allocator, rounds=3):
@@ -291,21 +306,185 @@ def memory_table(args):
     print('| batch | case | working (MiB) | of which state (MiB) | model (MiB) '
           '| total (MiB) | total / QANN | working / QANN |')
     print('|---|---|---|---|---|---|---|---|')
+    rows = []
     for batch in args.mem_batch or [args.batch]:
         peaks = {c: run_child(c, args, batch) for c in MEMORY_CASES}
         q = peaks['qann']
         for c, v in peaks.items():
             tot, qtot = v['work'] + v['model'], q['work'] + q['model']
             state = f"{v['state'] / 2**20:.1f}" if v['state'] else '-'
-            print(f"| {batch} | {c} | {v['work'] / 2**20:.1f} | {state} | "
-                  f"{v['model'] / 2**20:.1f} | {tot / 2**20:.1f} | "
-                  f"{tot / qtot:.2f} | {v['work'] / q['work']:.2f} |",
-                  flush=True)
+            row = [batch, c, f"{v['work'] / 2**20:.1f}", state,
+                   f"{v['model'] / 2**20:.1f}", f'{tot / 2**20:.1f}',
+                   f'{tot / qtot:.2f}', f"{v['work'] / q['work']:.2f}"]
+            rows.append(row)
+            print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
+    return rows
 
 
-def main():
+#: GPU variants: (label, convert_to_snn keywords given T)
+CUDA_PLANS = (
+    ('default plan', lambda T: dict(mode='folded')),
+    ('all T folded', lambda T: dict(mode='folded', time_chunk=T)),
+    ('streaming', lambda T: dict(mode='streaming')),
+)
+
+
+class Timer:
+    """Milliseconds of one call: between two CUDA events on a GPU, by the
+    wall clock elsewhere."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == 'cuda'
+
+    def __call__(self, fn):
+        if not self.cuda:
+            t0 = time.perf_counter()
+            fn()
+            return (time.perf_counter() - t0) * 1e3
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+
+def paired_timed(base, other, repeats, device, warmup=3):
+    """As :func:`paired`, in milliseconds, CUDA events on a GPU."""
+    timer = Timer(device)
+    for _ in range(warmup):
+        base(), other()
+    tb, to, ratios = [], [], []
+    for r in range(repeats):
+        if r % 2:
+            o, b = timer(other), timer(base)
+        else:
+            b, o = timer(base), timer(other)
+        tb.append(b), to.append(o), ratios.append(o / b)
+    return (statistics.median(tb), statistics.median(to),
+            statistics.median(ratios), min(ratios), max(ratios))
+
+
+def plans_time_table(args, net, x):
+    """wall(SNN) / (T x wall(QANN)) per T and plan (CUDA events on a
+    GPU)."""
+    from fastsnn_mm import convert_to_snn
+    print('\n| T | plan | T x QANN (ms) | SNN (ms) | SNN / (T x QANN), '
+          'median | min - max |')
+    print('|---|---|---|---|---|---|')
+    rows, plot_rows = [], []
+    with torch.no_grad():
+        for T in args.timesteps:
+            for label, kwargs in CUDA_PLANS:
+                snn = convert_to_snn(net, timesteps=T, **kwargs(T))
+
+                def qann_T(T=T):
+                    for _ in range(T):
+                        net(x)
+                tq, ts, ratio, lo, hi = paired_timed(
+                    qann_T, lambda: snn(x), args.repeats, x.device)
+                row = [T, label, f'{tq:.2f}', f'{ts:.2f}', f'{ratio:.3f}',
+                       f'{lo:.2f} - {hi:.2f}']
+                rows.append(row)
+                plot_rows.append(dict(T=T, variant=label, ratio=ratio, lo=lo,
+                                      hi=hi))
+                print('| ' + ' | '.join(map(str, row)) + ' |', flush=True)
+                del snn
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
+    return rows, plot_rows
+
+
+def cuda_peak(fn):
+    """Peak bytes allocated by ``fn()`` above what was allocated before."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def cuda_memory_table(args, net, x):
+    """Peak working memory at T = --mem-timesteps: QANN and SNN plans."""
+    from fastsnn_mm import convert_to_snn
+    T = args.mem_timesteps
+    print(f'\nPeak working memory of one inference at T={T} (CUDA '
+          'allocator peak above the loaded model and input):')
+    print('| case | working (MiB) | / QANN |')
+    print('|---|---|---|')
+    rows = []
+    with torch.no_grad():
+        net(x)  # warm-up (cuDNN workspaces, lazy inits)
+        qann = cuda_peak(lambda: net(x))
+        cases = [('QANN', None)] + list(CUDA_PLANS)
+        for label, kwargs in cases:
+            if kwargs is None:
+                peak = qann
+            else:
+                snn = convert_to_snn(net, timesteps=T, **kwargs(T))
+                snn(x)  # warm-up: sizing pass, cached plan
+                peak = cuda_peak(lambda: snn(x))
+                del snn
+            torch.cuda.empty_cache()
+            row = [label, f'{peak / 2**20:.1f}', f'{peak / qann:.2f}']
+            rows.append(row)
+            print('| ' + ' | '.join(row) + ' |', flush=True)
+    return rows
+
+
+def plans_main(args):
+    """The GPU run (on any device with --plans): the plans timed against
+    the QANN, and on a GPU their peak memory; recorded per shape."""
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('error: --device cuda: no CUDA GPU visible to torch')
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    net = build(args.width, args.bits).to(device)
+    env = environment(device)
+    setting = (f'QResNet-18 width {args.width}, {args.bits}-bit, '
+               f'{args.size} px, batch {args.batch}')
+    if device.type != 'cuda':  # beside, not over, the CPU run's own rows
+        setting += ', plans'
+    print(f"{setting}, {env['device']}, median of {args.repeats} paired "
+          'rounds')
+    if args.only != 'memory':
+        rows, plot_rows = plans_time_table(args, net, x)
+        png = args.plot
+        if png:
+            plot_time(plot_rows, png)
+        if args.record:
+            record('snn_time', env, setting,
+                   ['T', 'plan', 'T x QANN (ms)', 'SNN (ms)',
+                    'SNN / (T x QANN), median', 'min - max'], rows,
+                   [f'Median of {args.repeats} paired rounds, ' +
+                    ('CUDA events; cuDNN and TF32 at torch defaults; the '
+                     'QANN\'s QuantReLU runs its fused kernel.'
+                     if device.type == 'cuda' else 'wall clock.')], plot=png,
+                   md_path=args.results)
+    if args.only != 'time' and device.type != 'cuda':
+        print('\n(memory with --plans is measured on a GPU only; on the CPU '
+              'run without --plans for the fresh-process memory table)')
+    elif args.only != 'time':
+        rows = cuda_memory_table(args, net, x)
+        if args.record:
+            record('snn_memory', env, f'{setting}, T={args.mem_timesteps}',
+                   ['case', 'working (MiB)', 'working / QANN'], rows,
+                   ['Working = torch.cuda.max_memory_allocated() above the '
+                    'memory allocated before the call (model and input), '
+                    'after a warm-up call.'], md_path=args.results)
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--device', default='cpu',
+                   help='cpu (default) or cuda: on cuda, CUDA-event timing '
+                   'and allocator peaks (the CPU-only options are ignored)')
+    p.add_argument('--plans', action='store_true',
+                   help='the GPU run\'s table on this device: default plan, '
+                   'all T folded and streaming against T QANN passes')
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--size', type=int, default=32)
     p.add_argument('--width', type=int, default=32)
@@ -337,24 +516,49 @@ def main():
                    help='also time the reference (uncompiled) neuron loop')
     p.add_argument('--threads', type=int, default=None)
     p.add_argument('--child', choices=MEMORY_CASES)
-    args = p.parse_args()
+    add_results_arg(p)
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
         args.case = args.child
         return memory_case(args)
+    if torch.device(args.device).type == 'cuda' or args.plans:
+        return plans_main(args)
+    if torch.device(args.device).type != 'cpu':
+        p.error(f'--device {args.device}: cpu or cuda')
 
     x = torch.randn(args.batch, 3, args.size, args.size)
     net = build(args.width, args.bits)
-    print(f'QResNet-18 width {args.width}, {args.bits}-bit, batch '
-          f'{args.batch}x3x{args.size}x{args.size}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    env = environment('cpu')
+    setting = (f'QResNet-18 width {args.width}, {args.bits}-bit, '
+               f'{args.size} px, batch {args.batch}')
+    print(f'{setting}, {torch.get_num_threads()} threads, median of '
+          f'{args.repeats}')
     if args.only != 'memory':
         rows = time_table(args, net, x)
         if args.plot:
             plot_time(rows, args.plot)
+        if args.record:
+            record('snn_time', env, setting,
+                   ['T', 'variant', 'T x QANN (ms)', 'SNN folded (ms)',
+                    'SNN / (T x QANN), median', 'min - max'],
+                   [[r['T'], r['variant'], f"{r['qann_ms']:.0f}",
+                     f"{r['snn_ms']:.0f}", f"{r['ratio']:.3f}",
+                     f"{r['lo']:.2f} - {r['hi']:.2f}"] for r in rows],
+                   [f'Median of {args.repeats} paired rounds (wall clock).'],
+                   plot=args.plot, md_path=args.results)
     if args.only != 'time':
-        memory_table(args)
+        rows = memory_table(args)
+        if args.record:
+            record('snn_memory', env,
+                   f'QResNet-18 width {args.width}, {args.bits}-bit, '
+                   f'{args.size} px, T={args.mem_timesteps}',
+                   ['batch', 'case', 'working (MiB)', 'of which state (MiB)',
+                    'model (MiB)', 'total (MiB)', 'total / QANN',
+                    'working / QANN'], rows,
+                   ['Peak resident memory, a fresh process per case.'],
+                   md_path=args.results)
 
 
 if __name__ == '__main__':

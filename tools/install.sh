@@ -53,8 +53,16 @@ step "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
 
 CURRENT_STEP="build mmcv"
 if command -v nvcc >/dev/null 2>&1 && "$PY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-  FLAVOUR=cuda; export FORCE_CUDA=1
-  step "CUDA toolkit and GPU found: mmcv ops will include CUDA kernels"
+  export FORCE_CUDA=1
+  # CUDA kernels for the visible GPU's architecture only (every
+  # architecture would multiply the build time); TORCH_CUDA_ARCH_LIST
+  # set by the user wins, e.g. "8.0;9.0" for a wheel shared by machines
+  if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
+    TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
+  fi
+  export TORCH_CUDA_ARCH_LIST
+  FLAVOUR="cuda-arch$(echo "$TORCH_CUDA_ARCH_LIST" | tr -c 'A-Za-z0-9.+\n' '_')"
+  step "CUDA toolkit ($(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')) and GPU found: mmcv ops will include CUDA kernels for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
 else
   FLAVOUR=cpu
   step "no CUDA toolkit/GPU: mmcv ops are built CPU-only"
@@ -62,7 +70,8 @@ fi
 WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$FLAVOUR"
 mkdir -p "$WHEEL_DIR"
 if ! ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
-  step "building mmcv $MMCV_VERSION with ops into $WHEEL_DIR (takes ~15 min on 2 cores)"
+  step "building mmcv $MMCV_VERSION with ops into $WHEEL_DIR (CPU-only ops: ~15 min on 2 cores; CUDA ops take longer)"
+  BUILD_START=$SECONDS
   BUILD="$(mktemp -d)"
   "$PY" -m pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD"
   tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
@@ -74,6 +83,8 @@ if ! ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
       --no-build-isolation --no-deps -w "$WHEEL_DIR.partial" .)
   mv "$WHEEL_DIR.partial"/mmcv-*.whl "$WHEEL_DIR"/
   rm -rf "$BUILD" "$WHEEL_DIR.partial"
+  BUILD_SECONDS=$(( SECONDS - BUILD_START ))
+  step "mmcv $MMCV_VERSION ($FLAVOUR) built in $(( BUILD_SECONDS / 60 )) min $(( BUILD_SECONDS % 60 )) s with $JOBS jobs"
 else
   step "reusing cached mmcv wheel from $WHEEL_DIR"
 fi

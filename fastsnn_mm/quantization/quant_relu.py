@@ -7,7 +7,17 @@ neuron with membrane start theta/2 computes, so spike counts equal QANN
 levels exactly, ties included. Gradients (PACT / APoT):
   d q / d x     = 1 inside [0, alpha], 0 outside (straight-through);
   d q / d alpha = (q - x) / alpha inside, 1 above alpha, 0 below zero.
+
+Arithmetic is in float32 at least, whatever the input's dtype: under
+autocast a conv hands over bfloat16 or float16, whose 8 or 11 mantissa bits
+cannot hold the levels k * alpha / L exactly. The output takes the common
+dtype of input and alpha (float32 under autocast, where alpha stays
+float32). On CUDA the forward and backward each run as one fused Triton
+kernel (``quant_relu_triton.py``, same values; ``FASTSNN_QUANT_RELU_KERNEL=0``
+switches it off); elsewhere the torch expressions below.
 """
+import os
+
 import torch
 from torch import nn
 
@@ -24,22 +34,58 @@ class _QuantReLUFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, levels: int):
-        a = alpha.abs().clamp_min(1e-8)
-        y = torch.clamp(x / a, 0, 1)
+        out_dtype = torch.promote_types(x.dtype, alpha.dtype)
+        dtype = torch.promote_types(out_dtype, torch.float32)
+        a = alpha.to(dtype).abs().clamp_min(1e-8)
+        y = torch.clamp(x.to(dtype) / a, 0, 1)  # no copy for a float32 x
         q = torch.floor(y * levels + 0.5) * (a / levels)
+        # x as it came (bfloat16 under autocast: half the bytes); the
+        # backward's arithmetic with float32 a and q promotes it as above
         ctx.save_for_backward(x, a, q)
-        return q
+        ctx.alpha_dtype = alpha.dtype
+        return q.to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, a, q = ctx.saved_tensors
+        grad_out = grad_out.to(a.dtype)
         inside = (x >= 0) & (x <= a)
         above = x > a
         grad_x = grad_out * inside.to(grad_out.dtype)
         d_alpha = torch.where(inside, (q - x) / a,
                               above.to(grad_out.dtype))
         grad_alpha = (grad_out * d_alpha).sum().reshape(a.shape)
-        return grad_x, grad_alpha, None
+        return (grad_x.to(x.dtype), grad_alpha.to(ctx.alpha_dtype), None)
+
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _triton_usable(x: torch.Tensor, alpha: torch.Tensor) -> bool:
+    """The fused kernels serve CUDA tensors of float32 or narrower (they
+    compute in float32) when Triton imports."""
+    global _triton_fn
+    if not x.is_cuda or x.dtype not in _KERNEL_DTYPES \
+            or alpha.dtype not in _KERNEL_DTYPES \
+            or os.environ.get('FASTSNN_QUANT_RELU_KERNEL', '1') == '0':
+        return False
+    if _triton_fn is None:
+        try:
+            from .quant_relu_triton import QuantReLUTritonFn
+            _triton_fn = QuantReLUTritonFn
+        except ImportError:  # a torch build without Triton
+            _triton_fn = False
+    return _triton_fn is not False
+
+
+_triton_fn = None
+
+
+def quant_relu(x: torch.Tensor, alpha: torch.Tensor, levels: int):
+    """q(x) with its PACT gradients; fused kernels on CUDA."""
+    if _triton_usable(x, alpha):
+        return _triton_fn.apply(x, alpha, levels)
+    return _QuantReLUFn.apply(x, alpha, levels)
 
 
 @MODELS.register_module()
@@ -72,7 +118,7 @@ class QuantReLU(nn.Module):
         self.bits = check_bits(bits)
 
     def forward(self, x):
-        return _QuantReLUFn.apply(x, self.alpha, self.levels)
+        return quant_relu(x, self.alpha, self.levels)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # an SNN checkpoint stores the same clip as its neurons' threshold
