@@ -20,3 +20,5 @@ model = dict(data_preprocessor=dict(size=crop_size),
 optim_wrapper = dict(
     # clips are thresholds, not weights: no decay pulling them to zero
     paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

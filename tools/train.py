@@ -12,7 +12,8 @@ from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from fastsnn_mm.utils.launch import (add_common_args, check_data,
-                                     check_load_from, load_config,
+                                     check_load_from,
+                                     find_resumable_checkpoint, load_config,
                                      setup_distributed)
 
 
@@ -23,8 +24,10 @@ def main():
                         'dir, or from the given checkpoint')
     args = parser.parse_args()
     cfg = load_config(args)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    if args.resume == 'auto':  # the newest checkpoint that reads back whole
+        found = find_resumable_checkpoint(cfg.work_dir)
+        if found:  # else a fresh start (from the config's load_from if any)
+            cfg.resume, cfg.load_from = True, found
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_data(cfg, ['train', 'val'])
