@@ -26,9 +26,14 @@ EPOCHS = 3
 
 
 def _resume_cfg(data_root, work_dir, hooks=('RandomStateHook', ), **kw):
-    """3-bit QAT of the tiny classifier: 3 epochs of 3 iterations (the
-    train pipeline's random crop and flip draw from the main process)."""
+    """3-bit QAT of the tiny classifier: 3 epochs of 3 iterations. The
+    train pipeline's random crop and flip draw from numpy in the main
+    process (or a worker), the head's dropout from torch."""
     cfg = tiny_cls_config(data_root, work_dir, **kw)
+    cfg.model.head = dict(type='StackedLinearClsHead',
+                          num_classes=cfg.model.head.num_classes,
+                          in_channels=64, mid_channels=[32],
+                          dropout_rate=0.5, loss=cfg.model.head.loss)
     cfg.train_dataloader.batch_size = 12
     cfg.train_dataloader.dataset.indices = 36
     cfg.train_cfg.max_epochs = EPOCHS
@@ -59,28 +64,31 @@ def _train(config, *args):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize('num_workers', [0, 1])
+def _run_in_process(cfg):
+    Runner.from_cfg(cfg).train()
+
+
+@pytest.fixture(scope='module')
+def unbroken(tiny_voc, tmp_path_factory, one_thread):
+    """The run never stopped (in this process, on one thread, as the
+    subprocesses below run)."""
+    work = tmp_path_factory.mktemp('unbroken')
+    _run_in_process(_resume_cfg(tiny_voc, work))
+    return work
+
+
 def test_sigkill_mid_epoch_then_resume_repeats_unbroken_run(
-        tiny_voc, tmp_path, num_workers):
+        tiny_voc, tmp_path, unbroken):
     iters_per_epoch = 3
     # iterations count from 0: this is the second one of epoch 3
     kill_at = 2 * iters_per_epoch + 1
-    runs = {}
-    for name, hooks in (('unbroken', ['RandomStateHook']),
-                        ('killed', ['RandomStateHook', 'SigkillAtIterHook'])):
-        work = tmp_path / name
-        cfg = _resume_cfg(tiny_voc, work, hooks=hooks)
-        cfg.train_dataloader.num_workers = num_workers
-        if 'SigkillAtIterHook' in hooks:
-            cfg.custom_hooks[1]['at_iter'] = kill_at
-        os.makedirs(work)
-        cfg.dump(str(work / 'cfg.py'))
-        runs[name] = work
+    work = tmp_path / 'killed'
+    cfg = _resume_cfg(tiny_voc, work,
+                      hooks=('RandomStateHook', 'SigkillAtIterHook'))
+    cfg.custom_hooks[1]['at_iter'] = kill_at
+    os.makedirs(work)
+    cfg.dump(str(work / 'cfg.py'))
 
-    unbroken = _train(str(runs['unbroken'] / 'cfg.py'))
-    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
-
-    work = runs['killed']
     killed = _train(str(work / 'cfg.py'))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert osp.isfile(work / 'epoch_2.pth')
@@ -98,34 +106,49 @@ def test_sigkill_mid_epoch_then_resume_repeats_unbroken_run(
     assert 'epoch_3.pth' in resumed.stderr and 'resuming from' in \
         resumed.stderr and 'epoch_2.pth' in resumed.stderr
 
-    want, got = _losses(runs['unbroken']), _losses(work)
+    want, got = _losses(unbroken), _losses(work)
     assert len(want) == EPOCHS * iters_per_epoch
     later = range(2 * iters_per_epoch, EPOCHS * iters_per_epoch)
-    # same process layout and thread count: equal to the last bit
+    # one thread, same code path: equal to the last bit
     assert [got[i] for i in later] == [want[i] for i in later]
-    a = _weights(runs['unbroken'] / 'epoch_3.pth')
+    a = _weights(unbroken / 'epoch_3.pth')
     b = _weights(work / 'epoch_3.pth')
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _run_in_process(cfg):
-    Runner.from_cfg(cfg).train()
+def _resume_in_process(data_root, unbroken, work, **kw):
+    """Train epoch 3 again from the unbroken run's epoch_2.pth."""
+    cfg = _resume_cfg(data_root, work, resume=True,
+                      load_from=str(unbroken / 'epoch_2.pth'), **kw)
+    _run_in_process(cfg)
+    return _losses(work)
 
 
-def test_without_the_hook_resume_drifts(tiny_voc, tmp_path, one_thread):
+def test_resume_with_a_data_worker_repeats_unbroken_run(tiny_voc, tmp_path,
+                                                        one_thread):
+    """Augmentation drawn in a worker process (mmengine reseeds workers
+    every epoch; the DataLoader's draw for them comes from the main
+    process's torch generator, which the hook restores)."""
+    def cfg_with_worker(work, **kw):
+        cfg = _resume_cfg(tiny_voc, work, **kw)
+        cfg.train_dataloader.num_workers = 1
+        return cfg
+
+    _run_in_process(cfg_with_worker(tmp_path / 'a'))
+    _run_in_process(cfg_with_worker(
+        tmp_path / 'b', resume=True,
+        load_from=str(tmp_path / 'a' / 'epoch_2.pth')))
+    want, got = _losses(tmp_path / 'a'), _losses(tmp_path / 'b')
+    assert sorted(got) == [6, 7, 8]
+    assert [got[i] for i in got] == [want[i] for i in got]
+
+
+def test_without_the_hook_resume_drifts(tiny_voc, tmp_path, unbroken):
     """The control: the same resume, minus RandomStateHook, does not repeat
-    the unbroken run (so the test above can fail)."""
-    full = _resume_cfg(tiny_voc, tmp_path / 'full', hooks=())
-    _run_in_process(full)
-    again = _resume_cfg(tiny_voc, tmp_path / 'full', hooks=(),
-                        resume=True,
-                        load_from=str(tmp_path / 'full' / 'epoch_2.pth'))
-    os.rename(tmp_path / 'full' / 'losses.jsonl', tmp_path / 'unbroken.jsonl')
-    _run_in_process(again)
-    with open(tmp_path / 'unbroken.jsonl') as f:
-        want = {r['iter']: r['loss'] for r in map(json.loads, f)}
-    got = _losses(tmp_path / 'full')
+    the unbroken run (so the tests above can fail)."""
+    got = _resume_in_process(tiny_voc, unbroken, tmp_path, hooks=())
+    want = _losses(unbroken)
     assert sorted(got) == [6, 7, 8]
     assert [got[i] for i in got] != [want[i] for i in got]
 
