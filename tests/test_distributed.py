@@ -61,7 +61,8 @@ def _ddp_cfg(data_root, work_dir, per_process_batch):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.custom_imports = dict(imports=['fastsnn_mm', 'train_probe_hooks'])
-    cfg.custom_hooks = [dict(type='LossRecorderHook')]
+    cfg.custom_hooks = [dict(type='RandomStateHook'),
+                        dict(type='LossRecorderHook')]
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'cfg.py')
     cfg.dump(path)
@@ -96,8 +97,9 @@ def test_two_processes_train_as_one(trained):
     for key, value in a['state_dict'].items():
         torch.testing.assert_close(b['state_dict'][key], value, rtol=0,
                                    atol=WEIGHT_ATOL, msg=key)
-    # and the weights moved: the comparison is not between two inits
     assert a['meta']['iter'] == 4
+    # RandomStateHook gathered every rank's generators into the checkpoint
+    assert len(a['random_states']) == 1 and len(b['random_states']) == 2
 
 
 def test_two_processes_test_qann_and_snn_as_one(trained, tmp_path):

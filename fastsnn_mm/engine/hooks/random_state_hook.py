@@ -14,7 +14,7 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 
 from ...registry import HOOKS
@@ -97,14 +97,17 @@ class RandomStateHook(Hook):
 
     What it does, and why there:
 
-    - ``before_save_checkpoint``: gathers the states of all ranks (each rank
-      draws its own augmentation) into ``checkpoint['random_states']``, a
-      list indexed by rank.
+    - The states of all ranks (each draws its own augmentation) go into
+      ``checkpoint['random_states']``, a list indexed by rank. mmengine
+      saves on rank 0 only (``before_save_checkpoint`` runs there alone),
+      so under DDP they are gathered just before ``CheckpointHook`` saves:
+      at the end of each epoch, at an iteration where a checkpoint is due,
+      and when validation starts (for best-score checkpoints). The
+      priority, LOW, runs these before ``CheckpointHook`` (VERY_LOW).
     - ``after_load_checkpoint`` only keeps them: mmengine's resume may reseed
-      after loading, and hooks of ``before_train`` may draw. They are put back
-      at the end of ``before_train`` (epoch loops; the priority is LOWEST) or,
-      for iteration loops, after mmengine replays the batches already trained
-      on. A ``load_from`` (not a resume) leaves the states alone.
+      after loading. They are put back in ``before_train`` (epoch loops)
+      or, for iteration loops, after mmengine replays the batches already
+      trained on. A ``load_from`` (not a resume) leaves the states alone.
     - Validation runs on a copy: the states are saved at ``before_val`` and
       put back at ``after_val``, so training draws the same numbers whether
       validation ran in between (an unbroken run) or not (a resumed one).
@@ -116,23 +119,58 @@ class RandomStateHook(Hook):
     number of processes restores the ranks that exist in both and warns.
     """
 
-    priority = 'LOWEST'
+    priority = 'LOW'
 
     def __init__(self):
         self._loaded = None  # (epoch, iter, states) of a loaded checkpoint
-        self._outside_val = None
+        self._outside_val = None  # training's states while validation runs
+        self._gathered = None  # all ranks' states for the next save (DDP)
         self._training = False
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[STATES_KEY] = all_gather_object(capture_random_states())
+    # saving ---------------------------------------------------------------
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self._gathered = None  # stale once training draws again
 
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if get_world_size() > 1 and _checkpoint_due_after_iter(runner):
+            self._gathered = all_gather_object(capture_random_states())
+
+    def after_train_epoch(self, runner) -> None:
+        if get_world_size() > 1:
+            self._gathered = all_gather_object(capture_random_states())
+
+    def before_val(self, runner) -> None:
+        if self._training:
+            self._outside_val = capture_random_states()
+            if get_world_size() > 1:
+                self._gathered = all_gather_object(self._outside_val)
+
+    def after_val(self, runner) -> None:
+        if self._outside_val is not None:
+            restore_random_states(self._outside_val)
+            self._outside_val = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if get_world_size() == 1:
+            states = [self._outside_val or capture_random_states()]
+        else:
+            states = self._gathered
+        if states is None:
+            print_log('RandomStateHook: a checkpoint saved outside the '
+                      'points where the random states of all processes are '
+                      'gathered holds none; resuming from it will not '
+                      'repeat this run exactly', logger='current',
+                      level=logging.WARNING)
+            return
+        checkpoint[STATES_KEY] = states
+
+    # restoring ------------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get(STATES_KEY)
         meta = checkpoint.get('meta', {})
-        if states is None:
-            self._loaded = None
-            return
-        self._loaded = (meta.get('epoch'), meta.get('iter'), states)
+        self._loaded = None if states is None else (
+            meta.get('epoch'), meta.get('iter'), states)
 
     def before_train(self, runner) -> None:
         self._training = True
@@ -158,15 +196,6 @@ class RandomStateHook(Hook):
     def after_train(self, runner) -> None:
         self._training = False
 
-    def before_val(self, runner) -> None:
-        if self._training:
-            self._outside_val = capture_random_states()
-
-    def after_val(self, runner) -> None:
-        if self._outside_val is not None:
-            restore_random_states(self._outside_val)
-            self._outside_val = None
-
     @staticmethod
     def _states_of_this_rank(states: list):
         rank, world = get_rank(), get_world_size()
@@ -187,3 +216,15 @@ class RandomStateHook(Hook):
                       'after this resume differs from an unbroken run (set '
                       'persistent_workers=False for an exact resume)',
                       logger='current', level=logging.WARNING)
+
+
+def _checkpoint_due_after_iter(runner) -> bool:
+    """Whether a ``CheckpointHook`` saves after this iteration (its own
+    test in mmengine 0.10.7), so the gather runs only then."""
+    for hook in runner.hooks:
+        if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+                hook.every_n_train_iters(runner, hook.interval,
+                                         hook.save_begin)
+                or (hook.save_last and hook.is_last_train_iter(runner))):
+            return True
+    return False
