@@ -114,3 +114,12 @@ def test_two_processes_test_qann_and_snn_as_one(trained, tmp_path):
     got = json.loads((tmp_path / 'two.json').read_text())
     assert [r['model'] for r in want] == ['QANN', 'SNN', 'SNN']
     assert got == want  # counts of correct crops: exact
+
+
+@pytest.mark.parametrize('script,args', [('tools/dist_train.sh', ['cfg.py']),
+                                         ('tools/dist_test.sh', ['cfg.py', '2'])])
+def test_scripts_name_their_arguments(script, args):
+    out = subprocess.run([script, *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2 and out.stderr.startswith('usage:')
+    assert 'CONFIG' in out.stderr and ' N ' in out.stderr

@@ -100,10 +100,11 @@ def find_resumable_checkpoint(work_dir: str):
     ``work_dir`` (with a warning naming what was skipped), else None.
 
     mmengine writes ``last_checkpoint`` after the checkpoint itself, so a
-    kill during the write leaves it naming the previous file; but a
-    ``CheckpointHook`` with ``max_keep_ckpts`` deletes the oldest file
-    *before* writing the new one, and the pointer can then name a file
-    that is gone, next to a truncated new one.
+    kill during the write leaves it naming the previous file; but
+    ``CheckpointHook`` deletes the oldest kept file *before* writing the
+    new one, so with ``max_keep_ckpts=1`` the pointer can name a file that
+    is gone, next to a truncated new one. Checking a file reads it once
+    (CRCs), without unpickling anything.
     """
     pointer = os.path.join(work_dir, 'last_checkpoint')
     named = None
