@@ -23,3 +23,5 @@ optim_wrapper = dict(
     # clips are thresholds, not weights: no decay pulling them to zero
     paramwise_cfg=dict(custom_keys={'alpha': dict(decay_mult=0.0)}))
 load_from = 'work_dirs/deeplab_fastsnn_cityscapes_4bit/iter_80000.pth'
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

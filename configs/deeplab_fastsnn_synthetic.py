@@ -104,3 +104,5 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook', interval=1))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

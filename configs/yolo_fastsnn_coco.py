@@ -45,3 +45,5 @@ param_scheduler = [
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

@@ -93,7 +93,11 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+    # two kept: mmengine deletes the oldest before writing the newest, so a
+    # run killed during that write still leaves a whole one to resume from
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
 # small batches: twice the updates per epoch at about the same cost
 train_dataloader = dict(batch_size=8)
 randomness = dict(seed=0)
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

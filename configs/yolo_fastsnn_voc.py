@@ -65,3 +65,5 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 load_from = 'work_dirs/yolo_fastsnn_voc_4bit/epoch_40.pth'
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

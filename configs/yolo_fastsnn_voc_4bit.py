@@ -11,6 +11,7 @@ _base_ = ['./yolo_fastsnn_voc.py']
 bits = 4
 model = dict(quant=dict(bits=bits))
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=8,
          only_if_load_from=True)
 ]

@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
                                      check_data, check_load_from,
-                                     check_task_packages, fail, load_config,
+                                     check_task_packages, fail,
+                                     find_resumable_checkpoint, load_config,
                                      run_main, setup_distributed)
 
 
@@ -66,8 +67,10 @@ def main():
     check_task_packages(cfg, args.config)
     if args.amp:
         enable_amp(cfg, args.amp_dtype)
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    if args.resume == 'auto':  # the newest checkpoint that reads back whole
+        found = find_resumable_checkpoint(cfg.work_dir)
+        if found:  # else a fresh start (from the config's load_from if any)
+            cfg.resume, cfg.load_from = True, found
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_data(cfg, ['train', 'val'])

@@ -46,4 +46,8 @@ test_cfg = dict()
 randomness = dict(seed=0)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+    # two kept: mmengine deletes the oldest before writing the newest, so a
+    # run killed during that write still leaves a whole one to resume from
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

@@ -8,6 +8,7 @@ _base_ = './resnet18_cifar10_fp32.py'
 model = dict(quant=dict(bits=4))
 load_from = 'work_dirs/resnet18_cifar10_fp32/epoch_200.pth'
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=16,
          method='percentile', percentile=99.9)
 ]

@@ -36,3 +36,5 @@ train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
 default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=2))
+# random states go into each checkpoint, so --resume repeats an unbroken run
+custom_hooks = [dict(type='RandomStateHook')]

@@ -4,4 +4,4 @@ _base_ = './vgg11_cifar10_4bit.py'
 
 model = dict(quant=dict(bits=3))
 load_from = 'work_dirs/vgg11_cifar10_4bit/epoch_200.pth'
-custom_hooks = []
+custom_hooks = [dict(type='RandomStateHook')]

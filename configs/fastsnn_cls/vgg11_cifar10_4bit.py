@@ -9,6 +9,7 @@ _base_ = './vgg11_cifar10_fp32.py'
 model = dict(quant=dict(bits=4), backbone=dict(init_cfg=None))
 load_from = 'work_dirs/vgg11_cifar10_fp32/epoch_200.pth'
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=16,
          method='percentile', percentile=99.9)
 ]

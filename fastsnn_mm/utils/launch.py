@@ -149,12 +149,85 @@ def check_data(cfg, splits):
 
 
 def setup_distributed(cfg):
-    """mmengine's pytorch launcher assumes CUDA; on CPU start gloo ourselves
-    so the Runner skips its own init_dist, and let DDP run without devices."""
+    """Start-up for ``--launcher pytorch`` (torchrun) on machines without
+    GPUs; on GPUs mmengine's own path (NCCL) runs unchanged.
+
+    mmengine 0.10.7's launcher calls ``torch.cuda.set_device`` and wraps the
+    model with ``device_ids=[LOCAL_RANK]``, both of which fail on CPU. So:
+    start the gloo process group here (the Runner then skips its own
+    ``init_dist``) and let DDP run without devices, with the wrapper
+    settings mmengine would pick (``broadcast_buffers=False``,
+    ``find_unused_parameters`` from the config).
+    """
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
+    if cfg.launcher != 'pytorch':
+        fail(f'--launcher {cfg.launcher} needs GPUs (mmengine binds each '
+             'process to one); on CPU start the processes with '
+             'tools/dist_train.sh or tools/dist_test.sh (torchrun)')
     import torch.distributed as dist
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
-    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
-                                 device_ids=None)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if cfg.get('sync_bn'):
+        # torch's SyncBatchNorm refuses CPU tensors in training
+        print(f'warning: sync_bn={cfg.sync_bn!r} dropped: SyncBatchNorm needs '
+              'GPUs; on CPU each process keeps its own BN statistics',
+              file=sys.stderr)
+        cfg.sync_bn = None
+
+
+def find_resumable_checkpoint(work_dir: str):
+    """The checkpoint ``--resume`` continues from: the one ``last_checkpoint``
+    names if it reads back whole, else the newest whole ``*.pth`` in
+    ``work_dir`` (with a warning naming what was skipped), else None.
+
+    mmengine writes ``last_checkpoint`` after the checkpoint itself, so a
+    kill during the write leaves it naming the previous file; but
+    ``CheckpointHook`` deletes the oldest kept file *before* writing the
+    new one, so with ``max_keep_ckpts=1`` the pointer can name a file that
+    is gone, next to a truncated new one. Checking a file reads it once
+    (CRCs), without unpickling anything.
+    """
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    named = None
+    if os.path.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip() or None
+    found = [os.path.join(work_dir, n) for n in os.listdir(work_dir)
+             if n.endswith('.pth')] if os.path.isdir(work_dir) else []
+    found.sort(key=os.path.getmtime, reverse=True)
+    skipped = []
+    for path in dict.fromkeys(([named] if named else []) + found):
+        if _is_whole_checkpoint(path):
+            if skipped:
+                _warn_skipped(skipped, f'resuming from {path}')
+            return path
+        skipped.append(path)
+    if skipped:
+        _warn_skipped(skipped, 'no whole checkpoint left: training starts '
+                      'from the beginning')
+    return None
+
+
+def _warn_skipped(paths, outcome):
+    print(f'warning: --resume skipped {", ".join(paths)} (missing or not a '
+          'whole checkpoint: was the run killed while writing it?); '
+          f'{outcome}', file=sys.stderr)
+
+
+def _is_whole_checkpoint(path: str) -> bool:
+    """torch.save writes a zip whose directory sits at the end, so a file
+    cut short does not open, and every member's CRC is checked."""
+    import zipfile
+    if not os.path.isfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
