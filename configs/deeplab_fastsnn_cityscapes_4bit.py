@@ -6,6 +6,7 @@ _base_ = './deeplab_fastsnn_cityscapes.py'
 model = dict(quant=dict(bits=4))
 load_from = 'work_dirs/deeplab_fastsnn_cityscapes_fp32/iter_80000.pth'
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=8,
          only_if_load_from=True)
 ]

@@ -10,6 +10,7 @@ _base_ = './deeplab_fastsnn_voc12aug.py'
 model = dict(quant=dict(bits=4))
 load_from = 'work_dirs/deeplab_fastsnn_voc12aug_fp32/iter_20000.pth'
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=8,
          only_if_load_from=True)
 ]

@@ -41,6 +41,7 @@ model = dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
 load_from = None
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=8,
          only_if_load_from=False)
 ]

@@ -6,6 +6,7 @@ _base_ = ['./yolo_fastsnn_resnet34_voc.py']
 
 model = dict(quant=dict(bits=4))
 custom_hooks = [
+    dict(type='RandomStateHook'),
     dict(type='QuantAlphaCalibrationHook', num_batches=8,
          only_if_load_from=True)
 ]
