@@ -13,6 +13,7 @@ import os
 # setuptools<82 (needed by mmcv and mm config scopes) warns on import
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
@@ -90,9 +91,11 @@ def main():
             metrics = test_once(runner, args.show_dir, f'snn_{neuron}_T{T}')
             rows.append(dict(model='SNN', neuron=neuron, T=T, **metrics))
     print_table(rows, runner.logger)
-    if args.out_json:
-        with open(args.out_json, 'w') as f:
+    if args.out_json and is_main_process():  # every rank has the table
+        tmp = f'{args.out_json}.partial'
+        with open(tmp, 'w') as f:
             json.dump(rows, f, indent=2, default=float)
+        os.replace(tmp, args.out_json)  # never a half-written table
 
 
 def enable_drawing(cfg):
