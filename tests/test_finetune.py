@@ -33,6 +33,14 @@ def qann(tiny_voc, tmp_path_factory, one_thread):
     return tiny_voc, osp.join(work, 'epoch_6.pth')
 
 
+@pytest.fixture(scope='module')
+def whole(qann, tmp_path_factory):
+    """One uninterrupted single-process run, the reference of the tests."""
+    data_root, ckpt = qann
+    work = tmp_path_factory.mktemp('whole')
+    return work, _run(finetune_cfg(data_root, work, ckpt))
+
+
 def _run(cfg):
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -43,9 +51,8 @@ def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_report_has_per_layer_mismatch_before_and_after(qann, tmp_path):
-    data_root, ckpt = qann
-    runner = _run(finetune_cfg(data_root, tmp_path, ckpt))
+def test_report_has_per_layer_mismatch_before_and_after(whole):
+    tmp_path, runner = whole
     with open(osp.join(tmp_path, REPORT_FILE)) as f:
         rep = json.load(f)
     names = [r['layer'] for r in rep['layers']]
@@ -89,9 +96,10 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_continues_at_the_group_reached(qann, tmp_path, monkeypatch):
+def test_resume_continues_at_the_group_reached(qann, whole, tmp_path,
+                                              monkeypatch):
     data_root, ckpt = qann
-    whole = _run(finetune_cfg(data_root, tmp_path / 'whole', ckpt))
+    whole = whole[1]
     expected = _weights(whole.model)
     n_groups = len(whole.train_loop.report)
 
@@ -131,15 +139,15 @@ def test_resume_without_progress_is_one_clear_error(qann, tmp_path):
         _run(cfg)
 
 
-def test_ddp_two_processes_equal_one(qann, tmp_path):
+def test_ddp_two_processes_equal_one(qann, whole, tmp_path):
     data_root, ckpt = qann
-    one = _run(finetune_cfg(data_root, tmp_path / 'one', ckpt))
+    one = whole[1]
     out = tmp_path / 'two.pth'
     env = dict(os.environ, OMP_NUM_THREADS='1',
                PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=0', osp.join(HERE, 'finetune_helpers.py'),
+         '--standalone', osp.join(HERE, 'finetune_helpers.py'),
          data_root, ckpt, str(tmp_path / 'two'), str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
