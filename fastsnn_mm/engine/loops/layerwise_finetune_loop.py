@@ -168,11 +168,22 @@ class LayerwiseFinetuneLoop(BaseLoop):
         """Train batches for one group, the same on every run and rank."""
         set_random_seed(self.runner.seed + group)
         sampler = getattr(self.dataloader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):
+        if hasattr(sampler, '_indices_of_rank'):
+            # mmengine's InfiniteSampler makes its index generator once, and
+            # closing an earlier group's iterator closes it for good; a
+            # fresh one per group (seeded by the group) keeps the stream
+            # infinite and repeatable. No public API does this.
+            sampler.seed = self.runner.seed + group
+            sampler.indices = sampler._indices_of_rank()
+        elif hasattr(sampler, 'set_epoch'):
             sampler.set_epoch(group)
         while True:
+            empty = True
             for data in self.dataloader:
+                empty = False
                 yield data
+            if empty:
+                raise RuntimeError('the train dataloader yields no batches')
 
     def _inputs(self, model, data):
         data = model.data_preprocessor(data, False)
@@ -306,11 +317,14 @@ class LayerwiseFinetuneLoop(BaseLoop):
                    metric_before=metric_before, metric_after=metric_after,
                    reverted=reverted, reverted_by=why or None,
                    changed=changed)
+        # a group the metric reverted: show what its training had reached
+        shown = best_res if why == 'task metric' else (
+            row['loss_after'], row['mismatch_after'])
         self.runner.logger.info(
             f'[{k + 1}/{self.n_groups}] {label}: held-out MSE '
-            f'{before[0]:.5f} -> {row["loss_after"]:.5f}' +
+            f'{before[0]:.5f} -> {shown[0]:.5f}' +
             ('' if before[1] is None else
-             f', mismatch {before[1]:.4f} -> {row["mismatch_after"]:.4f}') +
+             f', mismatch {before[1]:.4f} -> {shown[1]:.4f}') +
             ('' if metric_before is None or not judge else
              f', {self.metric_key} {metric_before:.4f} -> {metric_after:.4f}')
             + (f' (reverted: {why})' if reverted and tried else ''))
