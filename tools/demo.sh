@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end Fast-SNN demo on the bundled synthetic VOC data (CPU).
-#   bash tools/demo.sh [cls] [det] [seg] [finetune]   (default: cls det)
+#   bash tools/demo.sh [cls] [det] [seg] [finetune] [finetune-det] [finetune-seg]
+#   (default: cls det)
 # Each stage trains a 3-bit QANN with tools/train.py, converts it and
 # evaluates QANN / signed SNN / unsigned SNN with tools/test.py, then one
 # summary table (markdown + PNG) is written to work_dirs/demo/summary.*.
@@ -40,13 +41,34 @@ for s in $STAGES; do
           --show-dir vis ;;
     finetune)
       stage "finetune: 2-bit QANN from the 3-bit one, then layer-wise SNN tuning at T=3"
+      [ -f "$OUT/cls/last_checkpoint" ] || \
+        train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py
       "$PY" tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit.py \
         --work-dir "$OUT/cls_2bit" \
         --cfg-options load_from="$(last_ckpt "$OUT/cls")"
       "$PY" tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit_layerwise.py \
         --work-dir "$OUT/cls_2bit_layerwise" \
         --cfg-options load_from="$(last_ckpt "$OUT/cls_2bit")" ;;
-    *) echo "[demo] unknown stage '$s' (use cls, det, seg, finetune)" >&2; exit 2 ;;
+    finetune-det)
+      stage "finetune-det: 2-bit QANN detector from the 3-bit one, then layer-wise SNN tuning at T=3"
+      [ -f "$OUT/det/last_checkpoint" ] || \
+        train_and_compare det configs/yolo_fastsnn_synthetic.py --show-dir vis
+      "$PY" tools/train.py configs/yolo_fastsnn_synthetic_2bit.py \
+        --work-dir "$OUT/det_2bit" \
+        --cfg-options load_from="$(last_ckpt "$OUT/det")"
+      "$PY" tools/train.py configs/yolo_fastsnn_synthetic_2bit_layerwise.py \
+        --work-dir "$OUT/det_2bit_layerwise" \
+        --cfg-options load_from="$(last_ckpt "$OUT/det_2bit")" ;;
+    finetune-seg)
+      stage "finetune-seg: 2-bit QANN segmentor from the 3-bit one, then layer-wise SNN tuning at T=3"
+      [ -f "$OUT/seg/last_checkpoint" ] || { echo "[demo] run the seg stage first" >&2; exit 2; }
+      "$PY" tools/train.py configs/deeplab_fastsnn_synthetic_2bit.py \
+        --work-dir "$OUT/seg_2bit" \
+        --cfg-options load_from="$(last_ckpt "$OUT/seg")"
+      "$PY" tools/train.py configs/deeplab_fastsnn_synthetic_2bit_layerwise.py \
+        --work-dir "$OUT/seg_2bit_layerwise" \
+        --cfg-options load_from="$(last_ckpt "$OUT/seg_2bit")" ;;
+    *) echo "[demo] unknown stage '$s' (use cls, det, seg, finetune, finetune-det, finetune-seg)" >&2; exit 2 ;;
   esac
 done
 

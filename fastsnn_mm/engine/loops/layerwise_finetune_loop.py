@@ -3,52 +3,77 @@
 After conversion, what remains of the SNN/QANN gap is closed layer by layer,
 shallow to deep: for spiking layer k, the already tuned SNN runs up to
 neuron k, its firing rate (spike sum / T * theta) is pulled towards the
-QANN's activation at the same place (MSE), and only the weights feeding
-neuron k (convs, linears and BN affine terms executed since neuron k-1)
-move. Spikes have no gradient, so the rate is made differentiable by a
-straight-through surrogate: the frozen QANN activation applied to the
-layer's time-averaged input, carrying the SNN's rate as its value.
-Thresholds stay frozen. A last group tunes the layers after the final
-neuron against the QANN's outputs.
+QANN's activation at the same place (MSE, see :mod:`.layer_targets`), and
+only the weights feeding neuron k (convs, linears and BN affine terms
+executed since neuron k-1) move. Thresholds stay frozen. A last group
+tunes the layers after the final neuron against the QANN's outputs.
+
+Per group the loop
+1. trains once per learning rate in ``lr_candidates`` (each run from the
+   same weights and the same batches) and keeps the run with the lowest
+   held-out count mismatch (output group: MSE), or no change at all;
+2. runs the task's own val evaluator (top-1, mAP, mIoU) on held-out val
+   batches and reverts the group if the metric fell (``metric_check``), so
+   the SNN never leaves fine-tuning scoring worse than it came in;
+3. writes a progress checkpoint, from which ``--resume`` goes on with the
+   next group (see :mod:`.finetune_progress`).
+
+Every group's data stream and random state are set from (seed, group), so
+an interrupted and resumed run repeats an uninterrupted one. Under DDP each
+rank tunes on its shard of the batch and gradients, held-out scores and
+metrics are averaged over ranks, so every rank keeps the same weights.
 
 Use as ``train_cfg = dict(type='LayerwiseFinetuneLoop', ...)`` with
 ``load_from`` a QANN checkpoint; the optimizer comes from ``optim_wrapper``
-(``paramwise_cfg`` multipliers apply), by default SGD lr 1e-3, momentum 0.9.
+(``paramwise_cfg`` multipliers apply), its lr replaced by each candidate.
 """
 import copy
+import math
 import os.path as osp
+import time
 
 import torch
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.model import is_model_wrapper
-from mmengine.runner import BaseLoop, save_checkpoint
+from mmengine.runner import BaseLoop, set_random_seed
 
-from ...quantization import QuantReLU
+from ...analysis import collect_layer_stats
 from ...registry import LOOPS
-from ...spiking import IFNeuron
-from ...spiking.runner import timestep_context
+from .finetune_progress import (REPORT_FILE, atomic_write,
+                                find_resume_checkpoint, load_progress,
+                                save_progress, write_json)
 from .layer_groups import assign_layer_groups
+from .layer_targets import SURROGATES, layer_loss
+
+METRIC_CHECKS = ('every', 'output', 'none')
+#: metric names tried, in order, when ``metric_key`` is not given
+_TASK_METRICS = ('top1', 'mAP', 'mIoU')
 
 
-class _Stop(Exception):
-    """Carries an activation out of a forward pass that need not go on."""
-
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
 
 
-def _time_mean(t, T, B):
-    return t.reshape(T, B, *t.shape[1:]).mean(0) if t.shape[0] == T * B else t
+def _reduce(value, op='mean'):
+    """A float averaged (or summed) over ranks; itself in one process."""
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    all_reduce(t, op=op)  # in place; a no-op without a process group
+    return t.item()
 
 
-def _flatten(out):
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _flatten(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in _flatten(o)]
-    return []
+def pick_metric(metrics, key=None):
+    """The task metric in an evaluator's output (higher is better)."""
+    if key is not None:
+        if key not in metrics:
+            raise KeyError(f'metric_key {key!r} is not among the evaluator '
+                           f'metrics {sorted(metrics)}; set metric_key to '
+                           'one of them')
+        return key
+    for want in _TASK_METRICS:
+        for k in metrics:
+            if k.split('/')[-1] == want:
+                return k
+    return next(iter(metrics))
 
 
 @LOOPS.register_module()
@@ -57,31 +82,65 @@ class LayerwiseFinetuneLoop(BaseLoop):
 
     Args:
         runner: the runner; dataloader: train data (inputs only are used).
-        iters_per_layer (int): optimizer steps per spiking layer.
+        iters_per_layer (int): optimizer steps per layer group and lr.
         timesteps (int | None): T of the SNN (default 2^b - 1).
         neuron (str): 'signed' or 'unsigned'.
-        keep_best (bool): revert a layer whose held-out MSE or mismatch
-            (fraction of spike counts off the QANN level) got worse.
-        heldout_batches (int): validation batches for the keep-best check
-            (taken from the val dataloader, or the train one without it).
+        lr_candidates (list[float] | None): learning rates tried per group
+            (the best held-out result is kept). Defaults to the optimizer's
+            configured lr only.
+        surrogate (str): gradient of the rate, 'identity' or 'clip' (see
+            :mod:`.layer_targets`). Defaults to 'identity'.
+        keep_best (bool): keep a group's change only if its held-out count
+            mismatch (output group: MSE) fell.
+        heldout_batches (int): val batches for the mismatch / MSE judge
+            (from the val dataloader, or the train one without it).
+        metric_check (str): when the task metric judges a group: 'every'
+            group, only the 'output' group (plus a final check that reverts
+            everything if the metric fell), or 'none'.
+        metric_key (str | None): evaluator key of the task metric, higher
+            is better. Defaults to the first of top1 / mAP / mIoU found.
+        metric_batches (int | None): val batches for the metric judge;
+            None: the whole val set.
         tune_output (bool): also tune the layers after the last neuron.
-        evaluate (bool): run the val loop before and after (metric printed).
+        evaluate (bool): run the val loop before and after (logged).
+        log_interval (int): log every this many iterations.
     """
 
     def __init__(self, runner, dataloader, iters_per_layer=50, timesteps=None,
-                 neuron='signed', keep_best=True, heldout_batches=2,
-                 tune_output=True, evaluate=True):
+                 neuron='signed', lr_candidates=None, surrogate='identity',
+                 keep_best=True, heldout_batches=2, metric_check='every',
+                 metric_key=None, metric_batches=None, tune_output=True,
+                 evaluate=True, log_interval=10):
         super().__init__(runner, dataloader)
         if int(iters_per_layer) < 1:
             raise ValueError(f'iters_per_layer must be >= 1, got {iters_per_layer}')
+        if surrogate not in SURROGATES:
+            raise ValueError(f'surrogate must be one of {SURROGATES}, got {surrogate!r}')
+        if metric_check not in METRIC_CHECKS:
+            raise ValueError(f'metric_check must be one of {METRIC_CHECKS}, '
+                             f'got {metric_check!r}')
+        if lr_candidates is not None and (
+                not lr_candidates or any(float(lr) <= 0 for lr in lr_candidates)):
+            raise ValueError('lr_candidates must be a non-empty list of '
+                             f'positive learning rates, got {lr_candidates!r}')
         self.iters_per_layer = int(iters_per_layer)
         self.snn_kwargs = dict(timesteps=timesteps, neuron=neuron)
+        self.lr_candidates = None if lr_candidates is None else [
+            float(lr) for lr in lr_candidates]
+        self.surrogate = surrogate
         self.keep_best = keep_best
-        self.heldout_batches = heldout_batches
+        self.heldout_batches = int(heldout_batches)
+        self.metric_check = metric_check
+        self.metric_key = metric_key
+        self.metric_batches = metric_batches
         self.tune_output = tune_output
         self.evaluate = evaluate
+        self.log_interval = max(1, int(log_interval))
         self._iter = 0
+        self._max_iters = self.iters_per_layer
         self.report = []
+        self.layer_stats = {}
+        self._all_val = None
 
     @property
     def iter(self):
@@ -93,174 +152,313 @@ class LayerwiseFinetuneLoop(BaseLoop):
 
     @property
     def max_iters(self):
-        return self.iters_per_layer  # per layer; the total depends on depth
+        return self._max_iters
 
     @property
     def max_epochs(self):
         return 1
 
     # -- data ------------------------------------------------------------
-    def _batches(self, loader):
+    def _has_val(self):
+        cfg = self.runner.cfg
+        return all(cfg.get(k) is not None for k in
+                   ('val_dataloader', 'val_cfg', 'val_evaluator'))
+
+    def _stream(self, group):
+        """Train batches for one group, the same on every run and rank."""
+        set_random_seed(self.runner.seed + group)
+        sampler = getattr(self.dataloader, 'sampler', None)
+        if hasattr(sampler, '_indices_of_rank'):
+            # mmengine's InfiniteSampler makes its index generator once, and
+            # closing an earlier group's iterator closes it for good; a
+            # fresh one per group (seeded by the group) keeps the stream
+            # infinite and repeatable. No public API does this.
+            sampler.seed = self.runner.seed + group
+            sampler.indices = sampler._indices_of_rank()
+        elif hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(group)
         while True:
-            for data in loader:
+            empty = True
+            for data in self.dataloader:
+                empty = False
                 yield data
+            if empty:
+                raise RuntimeError('the train dataloader yields no batches')
 
     def _inputs(self, model, data):
         data = model.data_preprocessor(data, False)
         return data['inputs'] if isinstance(data, dict) else data[0]
 
-    # -- forward pieces ---------------------------------------------------
-    def _qann_target(self, qann, name, x):
-        """QANN activation at QuantReLU ``name`` (None: the path output)."""
+    # -- judges ------------------------------------------------------------
+    def _heldout(self, snn, qann, name, batches, quant_relu):
+        """Held-out (MSE, mismatch | None), averaged over batches and ranks."""
         with torch.no_grad():
-            if name is None:
-                return _flatten(qann.spiking_path(x))
-            mod = qann.get_submodule(name)
+            vals = [layer_loss(snn, qann, name, x, self.surrogate, quant_relu)
+                    for x in batches]
+        loss = _reduce(torch.stack([v[0] for v in vals]).mean())
+        if name is None:
+            return loss, None
+        return loss, _reduce(torch.stack([v[1] for v in vals]).mean())
 
-            def grab(m, i, o):
-                raise _Stop(o)
-            h = mod.register_forward_hook(grab)
-            try:
-                qann.spiking_path(x)
-            except _Stop as s:
-                return [s.value]
-            finally:
-                h.remove()
-        raise RuntimeError(f'QANN layer {name} was not reached')
-
-    def _snn_rate(self, snn, name, surrogate, x):
-        """SNN firing rate at neuron ``name`` with a straight-through
-        gradient through ``surrogate`` (a frozen copy of the QuantReLU)."""
-        T = snn.snn_cfg['timesteps']
-        B = x.shape[0]
-        with timestep_context(snn, T, B, 'folded'):
-            if name is None:
-                return [_time_mean(t, T, B) for t in _flatten(snn.spiking_path(x))]
-            mod = snn.get_submodule(name)
-
-            def grab(m, inputs, out):
-                pre = _time_mean(inputs[0], T, B)
-                rate = _time_mean(out, T, B).detach()
-                sur = surrogate(pre)
-                raise _Stop(sur + (rate - sur).detach())
-            h = mod.register_forward_hook(grab)
-            try:
-                snn.spiking_path(x)
-            except _Stop as s:
-                return [s.value]
-            finally:
-                h.remove()
-        raise RuntimeError(f'SNN layer {name} was not reached')
-
-    def _loss(self, snn, qann, name, surrogate, x):
-        target = self._qann_target(qann, name, x)
-        rate = self._snn_rate(snn, name, surrogate, x)
-        loss = sum(torch.nn.functional.mse_loss(r, t) for r, t in zip(rate, target))
-        mismatch = None
-        if name is not None:
-            theta = snn.get_submodule(name).theta
-            T = snn.snn_cfg['timesteps']
-            count = torch.round(rate[0].detach() * T / theta)
-            level = torch.round(target[0] * T / theta)
-            mismatch = (count != level).float().mean().item()
-        return loss, mismatch
-
-    def _heldout(self, snn, qann, name, surrogate, batches):
+    def _metric(self, model, batches):
+        """The task metric of the current SNN on held-out val batches."""
+        evaluator = self.runner.val_loop.evaluator
+        count = 0
         with torch.no_grad():
-            vals = [self._loss(snn, qann, name, surrogate, x) for x in batches]
-        loss = sum(v[0].item() for v in vals) / len(vals)
-        mm = None if vals[0][1] is None else sum(v[1] for v in vals) / len(vals)
-        return loss, mm
+            for data in batches:
+                outputs = model.val_step(data)
+                evaluator.process(data_samples=outputs, data_batch=data)
+                count += len(outputs)
+        size = int(_reduce(count, op='sum'))
+        if batches is self._all_val:  # as ValLoop: padding dropped
+            size = len(self.runner.val_loop.dataloader.dataset)
+        metrics = evaluator.evaluate(size)
+        self.metric_key = pick_metric(metrics, self.metric_key)
+        return float(metrics[self.metric_key])
+
+    def _layer_stats(self, qann, snn, batches):
+        """Per neuron layer: count mismatch against the QANN levels."""
+        stats = collect_layer_stats(qann, snn, batches)
+        return {r['layer']: _reduce(r['mismatch']) for r in stats['layers']}
+
+    # -- one group -----------------------------------------------------------
+    def _build_optim(self, lr):
+        cfg = copy.deepcopy(self.runner.cfg.optim_wrapper)
+        if lr is not None:
+            cfg.optimizer.lr = lr
+        self.runner.optim_wrapper = self.runner.build_optim_wrapper(cfg)
+        return self.runner.optim_wrapper
+
+    def _train_group(self, k, label, model, qann, name, params, lr,
+                     quant_relu, clock):
+        optim = self._build_optim(lr)
+        stream = self._stream(k)
+        world = get_world_size()
+        lr_now = optim.get_lr()['lr'][0]
+        for step in range(self.iters_per_layer):
+            x = self._inputs(model, next(stream))
+            loss, mm = layer_loss(model, qann, name, x, self.surrogate,
+                                  quant_relu)
+            optim.backward(loss)
+            if world > 1:
+                for p in params:
+                    if p.grad is not None:
+                        all_reduce(p.grad, op='mean')
+            optim.step()
+            optim.zero_grad()
+            self._iter += 1
+            self.runner.message_hub.update_scalar('train/loss', loss.item())
+            if (step + 1) % self.log_interval == 0 or \
+                    step + 1 == self.iters_per_layer:
+                done = self._iter - clock[1]
+                eta = (time.time() - clock[0]) / max(done, 1) * (
+                    self._max_iters - self._iter)
+                self.runner.logger.info(
+                    f'[{k + 1}/{self.n_groups}] {label} lr {lr_now:.1e} '
+                    f'iter {step + 1}/{self.iters_per_layer} '
+                    f'(total {self._iter}/{self._max_iters}, eta '
+                    f'{eta / 60:.1f} min): loss {loss.item():.5f}' +
+                    ('' if mm is None else f', mismatch {mm.item():.4f}'))
+
+    def _tune_group(self, k, model, qann, name, params, held, metric_batches,
+                    state, clock):
+        label = name or 'output layers'
+        quant_relu = None
+        if name is not None and self.surrogate == 'clip':
+            quant_relu = copy.deepcopy(qann.get_submodule(name))
+        ids = {id(p) for p in params}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in ids)
+        saved = [p.detach().clone() for p in params]
+
+        def put(values):
+            with torch.no_grad():
+                for p, v in zip(params, values):
+                    p.copy_(v)
+
+        def score(res):  # lower is better
+            return res[0] if res[1] is None else res[1]
+
+        before = self._heldout(model, qann, name, held, quant_relu)
+        best, best_res, best_lr, tried = None, before, None, []
+        for lr in self.lr_candidates or [None]:
+            put(saved)
+            self._train_group(k, label, model, qann, name, params, lr,
+                              quant_relu, clock)
+            res = self._heldout(model, qann, name, held, quant_relu)
+            lr_used = self.runner.optim_wrapper.get_lr()['lr'][0]
+            tried.append(dict(lr=lr_used, loss=res[0], mismatch=res[1]))
+            better = score(res) < score(best_res) or (
+                not self.keep_best and best is None)
+            if better:
+                best = [p.detach().clone() for p in params]
+                best_res, best_lr = res, lr_used
+        put(best if best is not None else saved)
+        reverted, why = best is None, 'held-out score' if best is None else ''
+
+        metric_before = metric_after = state['metric']
+        judge = self.metric_check == 'every' or (
+            self.metric_check == 'output' and name is None)
+        if judge and best is not None and metric_before is not None:
+            metric_after = self._metric(model, metric_batches)
+            if metric_after < metric_before:
+                put(saved)
+                reverted, why = True, 'task metric'
+            else:
+                state['metric'] = metric_after
+        changed = [n for n, p in model.named_parameters() if id(p) in ids
+                   and not torch.equal(p.detach(), saved[[id(q) for q in params]
+                                                        .index(id(p))])]
+        row = dict(layer=label, index=k, lr=best_lr, tried=tried,
+                   loss_before=before[0], loss_after=best_res[0]
+                   if not reverted else before[0],
+                   mismatch_before=before[1],
+                   mismatch_after=best_res[1] if not reverted else before[1],
+                   metric_before=metric_before, metric_after=metric_after,
+                   reverted=reverted, reverted_by=why or None,
+                   changed=changed)
+        # a group the metric reverted: show what its training had reached
+        shown = best_res if why == 'task metric' else (
+            row['loss_after'], row['mismatch_after'])
+        self.runner.logger.info(
+            f'[{k + 1}/{self.n_groups}] {label}: held-out MSE '
+            f'{before[0]:.5f} -> {shown[0]:.5f}' +
+            ('' if before[1] is None else
+             f', mismatch {before[1]:.4f} -> {shown[1]:.4f}') +
+            ('' if metric_before is None or not judge else
+             f', {self.metric_key} {metric_before:.4f} -> {metric_after:.4f}')
+            + (f' (reverted: {why})' if reverted and tried else ''))
+        return row
 
     # -- main --------------------------------------------------------------
     def run(self):
         runner = self.runner
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = _unwrap(runner.model)
         if not hasattr(model, 'to_snn'):
             raise TypeError('LayerwiseFinetuneLoop needs a fastsnn_mm task model')
+        resume_from = find_resume_checkpoint(runner)
+        resumed = load_progress(resume_from) if resume_from else None
         runner.call_hook('before_train')
         model.eval()
         qann = copy.deepcopy(model)
-        qann.snn_cfg = None
+        qann.snn_cfg, qann._pending_snn = None, None
+        if resumed is not None:
+            qann.load_state_dict(resumed[2])
         for p in qann.parameters():
             p.requires_grad_(False)
         model.to_snn(mode='folded', **self.snn_kwargs)
+        if resumed is not None:
+            model.load_state_dict(resumed[1])
         cfg = model.snn_cfg
         runner.logger.info(f'Layer-wise fine-tuning: T={cfg["timesteps"]}, '
-                           f'neuron={cfg["neuron"]}')
-        if self.evaluate and runner._val_loop is not None:
-            before = runner.val_loop.run()
-            runner.logger.info(f'SNN metric before fine-tuning: {before}')
-        # the optimizer must see the SNN's parameters (conversion may
-        # have replaced layers), so it is rebuilt from the config
-        runner.optim_wrapper = runner.build_optim_wrapper(
-            copy.deepcopy(runner.cfg.optim_wrapper))
-        optim = runner.optim_wrapper
+                           f'neuron={cfg["neuron"]}, surrogate='
+                           f'{self.surrogate}, lr candidates '
+                           f'{self.lr_candidates or "(optimizer lr)"}, '
+                           f'{self.iters_per_layer} iterations each')
+        has_val = self._has_val()
+        if self.evaluate and has_val and resumed is None:
+            runner.logger.info('SNN metric before fine-tuning: '
+                               f'{runner.val_loop.run()}')
 
-        train_iter = self._batches(self.dataloader)
-        held_loader = runner.val_dataloader if runner._val_loop is not None \
-            else self.dataloader
-        held = []
+        held_loader = runner.val_loop.dataloader if has_val else self.dataloader
+        n_metric = 0 if not has_val or self.metric_check == 'none' else (
+            math.inf if self.metric_batches is None else self.metric_batches)
+        raw = []
         for data in held_loader:
-            held.append(self._inputs(model, data))
-            if len(held) >= self.heldout_batches:
+            if len(raw) >= max(self.heldout_batches, n_metric):
                 break
+            raw.append(data)
+        held = [self._inputs(model, d) for d in raw[:self.heldout_batches]]
+        metric_batches = raw if n_metric else None
+        self._all_val = raw if n_metric == math.inf else None
 
-        sample = self._inputs(model, next(train_iter))
-        groups = assign_layer_groups(model, sample)
+        groups = assign_layer_groups(model, held[0])
         if not self.tune_output:
             groups = [g for g in groups if g[0] is not None]
-        all_params = [p for p in model.parameters()]
-        for k, (name, params) in enumerate(groups):
-            label = name or 'output layers'
-            if not params:
-                continue
-            surrogate = None
-            if name is not None:
-                surrogate = copy.deepcopy(qann.get_submodule(name))
-                assert isinstance(surrogate, QuantReLU)
-            ids = {id(p) for p in params}
-            for p in all_params:
-                p.requires_grad_(id(p) in ids)
-            saved = [p.detach().clone() for p in params]
-            index_of = {id(p): i for i, p in enumerate(params)}
-            before = self._heldout(model, qann, name, surrogate, held)
-            for _ in range(self.iters_per_layer):
-                x = self._inputs(model, next(train_iter))
-                loss, _ = self._loss(model, qann, name, surrogate, x)
-                optim.update_params(loss)
-                self._iter += 1
-            after = self._heldout(model, qann, name, surrogate, held)
-            changed = [n for n, p in model.named_parameters()
-                       if id(p) in ids and not torch.equal(
-                           p.detach(), saved[index_of[id(p)]])]
-            worse = after[0] > before[0] or (
-                before[1] is not None and after[1] > before[1])
-            reverted = self.keep_best and worse
-            if reverted:
-                with torch.no_grad():
-                    for p, s in zip(params, saved):
-                        p.copy_(s)
-            row = dict(layer=label, index=k, loss_before=before[0],
-                       loss_after=after[0], mismatch_before=before[1],
-                       mismatch_after=after[1], reverted=reverted,
-                       changed=changed)
-            self.report.append(row)
+        self.n_groups = len(groups)
+        n_lrs = len(self.lr_candidates or [None])
+        self._max_iters = sum(1 for g in groups if g[1]) * n_lrs * \
+            self.iters_per_layer
+
+        if resumed is not None:
+            state = resumed[0]
+            self.report = list(state['rows'])
+            self._iter = state['iter']
             runner.logger.info(
-                f'[{k + 1}/{len(groups)}] {label}: held-out MSE '
-                f'{before[0]:.5f} -> {after[0]:.5f}' +
-                ('' if before[1] is None else
-                 f', mismatch {before[1]:.4f} -> {after[1]:.4f}') +
-                (' (reverted)' if reverted else ''))
-        for p in all_params:
+                f'resuming layer-wise fine-tuning from {resume_from}: '
+                f'{state["done"]} of {len(groups)} groups done')
+        else:
+            metric = self._metric(model, metric_batches) \
+                if metric_batches else None
+            state = dict(done=0, iter=0, rows=[], metric=metric,
+                         metric_initial=metric,
+                         layers_before=self._layer_stats(qann, model, held))
+        if state['metric_initial'] is not None:
+            runner.logger.info(f'held-out {self.metric_key} before: '
+                               f'{state["metric_initial"]:.4f}')
+        clock = (time.time(), self._iter)
+        for k in range(state['done'], len(groups)):
+            name, params = groups[k]
+            if params:
+                self.report.append(self._tune_group(
+                    k, model, qann, name, params, held, metric_batches,
+                    state, clock))
+            state.update(done=k + 1, iter=self._iter, rows=self.report)
+            save_progress(runner, model.state_dict(), qann.state_dict(),
+                          state)
+        for p in model.parameters():
             p.requires_grad_(True)
+
+        if self.metric_check == 'output' and metric_batches:
+            final = self._metric(model, metric_batches)
+            if final < state['metric_initial']:
+                runner.logger.info(
+                    f'held-out {self.metric_key} fell ({final:.4f} < '
+                    f'{state["metric_initial"]:.4f}): all groups reverted')
+                model.load_state_dict(qann.state_dict(), strict=False)
+                final = state['metric_initial']
+            state['metric'] = final
+        self._finish(model, qann, held, state, cfg)
+        runner.call_hook('after_train')
+        if self.evaluate and has_val:
+            runner.logger.info('SNN metric after fine-tuning: '
+                               f'{runner.val_loop.run()}')
+        return model
+
+    def _finish(self, model, qann, held, state, cfg):
+        """Per-layer mismatch before/after into the log and the JSON; the
+        tuned SNN checkpoint into the work dir."""
+        runner = self.runner
+        before = state['layers_before']
+        after = self._layer_stats(qann, model, held)
+        self.layer_stats = dict(before=before, after=after)
+        lines = [f'  {name}: {before.get(name, float("nan")):.4f} -> '
+                 f'{after[name]:.4f}' for name in after]
+        mean_b = sum(before.values()) / max(len(before), 1)
+        mean_a = sum(after.values()) / max(len(after), 1)
+        runner.logger.info(
+            'count mismatch per neuron layer (held-out), before -> after:\n'
+            + '\n'.join(lines) + f'\n  mean: {mean_b:.4f} -> {mean_a:.4f}')
+        if state['metric_initial'] is not None:
+            runner.logger.info(
+                f'held-out {self.metric_key}: {state["metric_initial"]:.4f} '
+                f'-> {state["metric"]:.4f}')
+        write_json(osp.join(runner.work_dir, REPORT_FILE), dict(
+            timesteps=cfg['timesteps'], neuron=cfg['neuron'],
+            surrogate=self.surrogate, lr_candidates=self.lr_candidates,
+            iters_per_layer=self.iters_per_layer,
+            metric_key=self.metric_key,
+            metric_before=state['metric_initial'],
+            metric_after=state['metric'],
+            mean_mismatch_before=mean_b, mean_mismatch_after=mean_a,
+            layers=[dict(layer=n, mismatch_before=before.get(n),
+                         mismatch_after=after[n]) for n in after],
+            groups=self.report))
         path = osp.join(runner.work_dir,
                         f'snn_finetuned_{cfg["neuron"]}_T{cfg["timesteps"]}.pth')
-        save_checkpoint(dict(meta=dict(snn=cfg, layerwise=self.report),
-                             state_dict=model.state_dict()), path)
+        if is_main_process():
+            ckpt = dict(meta=dict(snn=cfg, layerwise=self.report),
+                        state_dict={k: v.detach().cpu() for k, v in
+                                    model.state_dict().items()})
+            atomic_write(path, lambda f: torch.save(ckpt, f))
         runner.logger.info(f'saved fine-tuned SNN checkpoint to {path}')
-        runner.call_hook('after_train')
-        if self.evaluate and runner._val_loop is not None:
-            after = runner.val_loop.run()
-            runner.logger.info(f'SNN metric after fine-tuning: {after}')
-        return model

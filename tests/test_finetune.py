@@ -1,0 +1,159 @@
+"""LayerwiseFinetuneLoop: what it reports, that the task metric never ends
+worse, kill-and-resume at the group reached, and two processes (DDP, gloo)
+giving what one gives."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from fastsnn_mm.engine.loops import layerwise_finetune_loop as loop_mod
+from fastsnn_mm.engine.loops.finetune_progress import (PROGRESS_FILE,
+                                                       REPORT_FILE)
+
+from conftest import REPO, tiny_cls_config
+from finetune_helpers import finetune_cfg
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+@pytest.fixture(scope='module')
+def qann(tiny_voc, tmp_path_factory, one_thread):
+    """A 2-bit tiny QResNet trained well enough that harm shows in top-1."""
+    work = tmp_path_factory.mktemp('qann2')
+    cfg = tiny_cls_config(tiny_voc, work)
+    cfg.model.quant = dict(bits=2, alpha=2.0)
+    cfg.train_cfg.max_epochs = 6
+    cfg.train_cfg.val_interval = 6
+    Runner.from_cfg(cfg).train()
+    return tiny_voc, osp.join(work, 'epoch_6.pth')
+
+
+@pytest.fixture(scope='module')
+def whole(qann, tmp_path_factory):
+    """One uninterrupted single-process run, the reference of the tests."""
+    data_root, ckpt = qann
+    work = tmp_path_factory.mktemp('whole')
+    return work, _run(finetune_cfg(data_root, work, ckpt))
+
+
+def _run(cfg):
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_report_has_per_layer_mismatch_before_and_after(whole):
+    tmp_path, runner = whole
+    with open(osp.join(tmp_path, REPORT_FILE)) as f:
+        rep = json.load(f)
+    names = [r['layer'] for r in rep['layers']]
+    assert len(names) > 5 and all(
+        r['mismatch_before'] is not None for r in rep['layers'])
+    # held-out mismatch is the keep-best judge: no kept group raised it
+    for row in rep['groups']:
+        if row['mismatch_before'] is not None:
+            assert row['mismatch_after'] <= row['mismatch_before']
+        assert [t['lr'] for t in row['tried']] == [1e-3, 1e-2]
+    assert rep['metric_key'] == 'accuracy/top1'
+    assert rep['metric_after'] >= rep['metric_before']
+    assert rep['groups'] == runner.train_loop.report
+    assert osp.isfile(osp.join(tmp_path, 'snn_finetuned_signed_T3.pth'))
+    assert not [f for f in os.listdir(tmp_path) if f.startswith('.tmp_')]
+
+
+def _val_metric(runner):
+    loop = runner.train_loop
+    return loop._metric(runner.model, list(runner.val_dataloader))
+
+
+def test_harmful_lr_is_reverted_by_the_task_metric(qann, tmp_path):
+    data_root, ckpt = qann
+    harm = dict(lr_candidates=[30.0], iters_per_layer=3, keep_best=False)
+    # judged by the task metric on the output group and at the end ...
+    guard = _run(finetune_cfg(data_root, tmp_path / 'guard', ckpt,
+                              metric_check='output', **harm))
+    with open(osp.join(tmp_path / 'guard', REPORT_FILE)) as f:
+        rep = json.load(f)
+    before = rep['metric_before']
+    assert rep['metric_after'] >= before
+    assert _val_metric(guard) >= before
+    # ... the SNN keeps its top-1, which this lr unguarded wrecks
+    free = _run(finetune_cfg(data_root, tmp_path / 'free', ckpt,
+                             metric_check='none', **harm))
+    assert _val_metric(free) < before
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_continues_at_the_group_reached(qann, whole, tmp_path,
+                                              monkeypatch):
+    data_root, ckpt = qann
+    whole = whole[1]
+    expected = _weights(whole.model)
+    n_groups = len(whole.train_loop.report)
+
+    save = loop_mod.save_progress
+    saves = []
+
+    def save_then_die(runner, *args):
+        save(runner, *args)
+        saves.append(1)
+        if len(saves) == 3:
+            raise _Killed
+    monkeypatch.setattr(loop_mod, 'save_progress', save_then_die)
+    work = tmp_path / 'killed'
+    with pytest.raises(_Killed):
+        _run(finetune_cfg(data_root, work, ckpt))
+    monkeypatch.setattr(loop_mod, 'save_progress', save)
+    assert osp.isfile(work / PROGRESS_FILE)
+
+    cfg = finetune_cfg(data_root, work, ckpt)
+    cfg.resume, cfg.load_from = True, None  # tools/train.py --resume
+    resumed = _run(cfg)
+    rows = resumed.train_loop.report
+    assert len(rows) == n_groups and len(saves) == 3
+    # only the groups after the third were tuned by the resumed run
+    assert resumed.train_loop.iter == whole.train_loop.iter
+    got = _weights(resumed.model)
+    assert got.keys() == expected.keys()
+    for k in expected:  # tolerance: exact up to float summation order
+        assert torch.allclose(got[k], expected[k], atol=1e-6, rtol=0), k
+
+
+def test_resume_without_progress_is_one_clear_error(qann, tmp_path):
+    data_root, ckpt = qann
+    cfg = finetune_cfg(data_root, tmp_path, ckpt)
+    cfg.resume, cfg.load_from = True, None
+    with pytest.raises(FileNotFoundError, match='nothing to resume'):
+        _run(cfg)
+
+
+def test_ddp_two_processes_equal_one(qann, whole, tmp_path):
+    data_root, ckpt = qann
+    one = whole[1]
+    out = tmp_path / 'two.pth'
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--standalone', osp.join(HERE, 'finetune_helpers.py'),
+         data_root, ckpt, str(tmp_path / 'two'), str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = torch.load(out, weights_only=False)
+    assert [r['reverted'] for r in two['report']] == \
+        [r['reverted'] for r in one.train_loop.report]
+    ref = one.model.state_dict()
+    for k, v in two['state'].items():  # tolerance: float summation order
+        assert torch.allclose(v, ref[k], atol=1e-5, rtol=1e-4), k
