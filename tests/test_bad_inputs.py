@@ -518,6 +518,9 @@ def test_tools_refuse_full_precision_checkpoint(run_tool, tiny_voc,
     cfg = tiny_cls_config(tiny_voc, tmp_path)
     del cfg.model['quant']  # a full-precision classifier of the same shape
     cfg.model.backbone.act_cfg = dict(type='ReLU')
+    # a name of its own: a runner of the same config in the same second
+    # would share the tool's logger (mmengine names loggers by time)
+    cfg.experiment_name = 'fp32_source'
     fp = str(tmp_path / 'fp32.pth')
     torch.save({'state_dict': Runner.from_cfg(cfg).model.state_dict()}, fp)
     code, err = run_tool('test', CLS, fp, '--snn', '--work-dir', tmp_path,
