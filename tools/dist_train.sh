@@ -16,11 +16,5 @@ CONFIG=$1
 NPROC=$2
 shift 2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" \
-    -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" \
-    --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
-    --master_port="${PORT:-29500}" \
-    --nproc_per_node="$NPROC" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "$@"
+exec "$ROOT/tools/torchrun.sh" "$NPROC" "$ROOT/tools/train.py" "$CONFIG" \
+    --launcher pytorch "$@"
