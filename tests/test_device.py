@@ -72,6 +72,8 @@ def test_qann_built_on_cpu_then_moved_to_meta_converts_on_meta():
     x = torch.empty(3, 3, 8, 8, device='meta')
     with torch.no_grad():
         assert snn(x).is_meta
+    # printing a model must not read a meta tensor's (absent) value
+    assert 'alpha=meta' in repr(net) and 'theta=meta' in repr(snn)
 
 
 def test_no_host_read_of_the_threshold_in_conversion(monkeypatch):

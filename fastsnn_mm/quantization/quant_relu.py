@@ -128,4 +128,5 @@ class QuantReLU(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self):
-        return f'bits={self.bits}, alpha={self.alpha.item():.4g}'
+        alpha = 'meta' if self.alpha.is_meta else f'{self.alpha.item():.4g}'
+        return f'bits={self.bits}, alpha={alpha}'

@@ -86,11 +86,6 @@ class IFNeuron(nn.Module):
         run = self.timestep_run
         return [] if run is None else run.states_of(self)
 
-    @property
-    def count_bytes(self) -> int:
-        """Bytes per value of the net count the signed rule keeps."""
-        return count_dtype(self.timesteps).itemsize
-
     def forward(self, x):
         run = self.timestep_run
         if run is None:
