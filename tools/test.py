@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm.utils.allocator import retain_freed_memory
+from fastsnn_mm.utils.atomic import atomic_write
 from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
                                      check_data, check_task_packages, fail,
                                      load_config, run_main, setup_distributed)
@@ -92,10 +93,8 @@ def main():
             rows.append(dict(model='SNN', neuron=neuron, T=T, **metrics))
     print_table(rows, runner.logger)
     if args.out_json and is_main_process():  # every rank has the table
-        tmp = f'{args.out_json}.partial'
-        with open(tmp, 'w') as f:
-            json.dump(rows, f, indent=2, default=float)
-        os.replace(tmp, args.out_json)  # never a half-written table
+        atomic_write(args.out_json, lambda f: json.dump(
+            rows, f, indent=2, default=float), mode='w')
 
 
 def enable_drawing(cfg):

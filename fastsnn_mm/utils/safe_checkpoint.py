@@ -9,11 +9,9 @@ else in a file is refused with an error that names the offending type; the
 file is never unpickled beyond that point.
 """
 import collections
-import os
 import os.path as osp
 import pickle
 import re
-import tempfile
 
 import numpy as np
 import torch
@@ -21,6 +19,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..errors import CheckpointError, MissingFileError
+from .atomic import atomic_write
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -111,23 +110,10 @@ def _unreadable(filename, err):
 
 
 def save_checkpoint_atomic(checkpoint: dict, filename: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename:
-    a run killed while saving leaves the old file (or none), never half a
-    checkpoint under the final name."""
-    folder = osp.dirname(osp.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(filename) + '.',
-                               suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`atomic_write`: a run killed while
+    saving leaves the old file (or none), never half a checkpoint under
+    the final name."""
+    atomic_write(filename, lambda f: torch.save(checkpoint, f))
 
 
 def _load_from_local(filename, map_location):

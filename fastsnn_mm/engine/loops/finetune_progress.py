@@ -11,32 +11,17 @@ and the metric so far. It is a regular mmengine checkpoint (``meta``,
 temporary name and renamed: a kill leaves the previous file whole.
 """
 import json
-import os
 import os.path as osp
-import tempfile
 import time
 
 import torch
 from mmengine.dist import is_main_process
 
+from ...utils.atomic import atomic_write
 from ...utils.safe_checkpoint import load_checkpoint_file
 
 PROGRESS_FILE = 'layerwise_progress.pth'
 REPORT_FILE = 'layerwise_finetune.json'
-
-
-def atomic_write(path, write):
-    folder = osp.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_json(path, data):

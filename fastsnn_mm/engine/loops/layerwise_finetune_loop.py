@@ -39,9 +39,9 @@ from mmengine.runner import BaseLoop, set_random_seed
 
 from ...analysis import collect_layer_stats
 from ...registry import LOOPS
-from .finetune_progress import (REPORT_FILE, atomic_write,
-                                find_resume_checkpoint, load_progress,
-                                save_progress, write_json)
+from ...utils.atomic import atomic_write
+from .finetune_progress import (REPORT_FILE, find_resume_checkpoint,
+                                load_progress, save_progress, write_json)
 from .layer_groups import assign_layer_groups
 from .layer_targets import SURROGATES, layer_loss
 
