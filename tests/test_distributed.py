@@ -37,9 +37,24 @@ def _env():
                 PORT=str(_free_port()))
 
 
+#: torch's gloo start-up on CPU now and then aborts one process while DDP
+#: wraps the model, before any iteration ("terminate called without an
+#: active exception", SIGABRT): seen 3 times in about 20 runs on the 2-core
+#: machine, never past the first iteration. Such a start is run again once.
+START_ABORT = 'terminate called without an active exception'
+
+
 def _run(cmd):
-    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+    for attempt in range(2):
+        out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True,
+                             text=True, timeout=300)
+        started = 'Epoch(train)' in out.stdout or 'Iter(' in out.stdout
+        if out.returncode == 0 or START_ABORT not in out.stderr or started:
+            break
+        if '--work-dir' in cmd:  # nothing recorded yet; start clean
+            probe = osp.join(cmd[cmd.index('--work-dir') + 1], 'losses.jsonl')
+            if osp.exists(probe):
+                os.remove(probe)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     return out
 
