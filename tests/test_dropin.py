@@ -68,11 +68,16 @@ def _data_options(root):
 def _run(script, args, work_dir, monkeypatch):
     """Run a stock script as ``__main__`` in this process (a new process
     would import the whole mm stack again: longer than the run itself);
-    returns the log file its Runner wrote."""
-    before = set(glob.glob(osp.join(work_dir, '*', '*.log')))
-    monkeypatch.setattr(sys, 'argv', [script, *map(str, args)])
+    returns the log file its Runner wrote.
+
+    Each run gets a work dir of its own: the Runner names its log after
+    the second it started, so two quick runs sharing one work dir would
+    write the same file."""
+    assert not osp.exists(work_dir), f'{work_dir} is used by another run'
+    monkeypatch.setattr(sys, 'argv',
+                        [script, *map(str, args), '--work-dir', str(work_dir)])
     runpy.run_path(script, run_name='__main__')
-    logs = sorted(set(glob.glob(osp.join(work_dir, '*', '*.log'))) - before)
+    logs = glob.glob(osp.join(work_dir, '*', '*.log'))
     assert len(logs) == 1, logs
     with open(logs[0]) as f:
         return f.read()
@@ -92,19 +97,19 @@ def test_stock_mm_scripts_train_and_test_our_config(task, tiny_voc,
     work = tmp_path / 'work'
     monkeypatch.chdir(tmp_path)
     config = osp.join(REPO, config)
-    log = _run(_mim_tool(package, 'train.py'),
-               [config, '--work-dir', work, *options], work, monkeypatch)
+    log = _run(_mim_tool(package, 'train.py'), [config, *options], work,
+               monkeypatch)
     trained = _metric(log, key)  # the training run's validation
     log = _run(_mim_tool(package, 'test.py'),
-               [config, work / ckpt, '--work-dir', work, *options], work,
+               [config, work / ckpt, *options], tmp_path / 'test_qann',
                monkeypatch)
     qann = _metric(log, key)
     assert qann == trained or qann != qann  # same weights, same images
     assert 'running as an SNN' not in log
     log = _run(_mim_tool(package, 'test.py'),
-               [config, work / ckpt, '--work-dir', work, *options,
+               [config, work / ckpt, *options,
                 'model.snn.timesteps=3', 'model.snn.neuron=signed'],
-               work, monkeypatch)
+               tmp_path / 'test_snn', monkeypatch)
     snn = _metric(log, key)
     lines = [l for l in log.splitlines() if 'running as an SNN' in l]
     assert len(lines) == 1, lines
