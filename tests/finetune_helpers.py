@@ -24,7 +24,8 @@ def finetune_cfg(data_root, work_dir, ckpt, world_size=1, **loop):
     cfg.train_dataloader.dataset.pipeline = cfg.test_pipeline
     cfg.train_cfg = dict(type='LayerwiseFinetuneLoop', iters_per_layer=2,
                          timesteps=3, evaluate=False, heldout_batches=1,
-                         lr_candidates=[1e-3, 1e-2], log_interval=1)
+                         lr_candidates=[1e-3, 1e-2], log_interval=1,
+                         joint_iters=2, joint_lr=1e-3)
     cfg.train_cfg.update(loop)
     cfg.optim_wrapper = dict(optimizer=dict(type='SGD', lr=1e-3,
                                             momentum=0.9))

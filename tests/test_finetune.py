@@ -59,10 +59,16 @@ def test_report_has_per_layer_mismatch_before_and_after(whole):
     assert len(names) > 5 and all(
         r['mismatch_before'] is not None for r in rep['layers'])
     # held-out mismatch is the keep-best judge: no kept group raised it
-    for row in rep['groups']:
+    *groups, joint = rep['groups']
+    for row in groups:
         if row['mismatch_before'] is not None:
             assert row['mismatch_after'] <= row['mismatch_before']
         assert [t['lr'] for t in row['tried']] == [1e-3, 1e-2]
+    # the joint stage comes last, judged by the metric like a group
+    assert joint['layer'] == 'all layers (joint)' and joint['lr'] == 1e-3
+    assert joint['reverted'] or joint['metric_after'] >= joint['metric_before']
+    assert all(r['inherited_before'] <= r['mismatch_before']
+               for r in rep['layers'])
     assert rep['metric_key'] == 'accuracy/top1'
     assert rep['metric_after'] >= rep['metric_before']
     assert rep['groups'] == runner.train_loop.report
@@ -157,3 +163,24 @@ def test_ddp_two_processes_equal_one(qann, whole, tmp_path):
     ref = one.model.state_dict()
     for k, v in two['state'].items():  # tolerance: float summation order
         assert torch.allclose(v, ref[k], atol=1e-5, rtol=1e-4), k
+
+
+def test_joint_stage_gradient_reaches_the_first_layer(qann):
+    """Through every neuron the spikes carry their input's gradient, so the
+    output loss of the joint stage moves the weights before the first
+    neuron; the output group's loss (spikes without a gradient) does not."""
+    import copy
+    from mmpretrain.registry import MODELS
+    from fastsnn_mm.engine.loops.joint_tuning import output_loss
+    from fastsnn_mm.engine.loops.layer_targets import layer_loss
+    data_root, ckpt = qann
+    model = MODELS.build(finetune_cfg(data_root, '/nowhere', ckpt).model)
+    reference = copy.deepcopy(model).eval()
+    model.eval().to_snn(mode='folded', timesteps=3, neuron='signed')
+    first = model.backbone.stem[0][0].weight
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    layer_loss(model, reference, None, x)[0].backward()
+    assert first.grad is None or not first.grad.any()
+    loss = output_loss(model, reference, x)
+    loss.backward()
+    assert float(loss) > 0 and first.grad.abs().sum() > 0

@@ -478,3 +478,47 @@ def test_churn_share_of_synops_and_energy(churn_stats, tmp_path):
         'cancel_pairs'] == pytest.approx(1 / 3)
     assert saved['synops']['signed']['total']['churn_synops'] == \
         pytest.approx(4)
+
+
+class LateInput(nn.Module):
+    """Three 2-bit layers (theta = 1, T = 3) on a constant input of 1/3:
+    act1 counts exactly 1 (at step 2); conv2 triples that spike into one
+    input of 3 at step 2, which act2 can only answer with 2 spikes (steps 2
+    and 3) where its summed input asks for 3: its own timing error; act3
+    then gets 1, 1 at steps 2 and 3 and counts the 2 its summed input asks
+    for, where the QANN level is 3: an inherited error."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 1, 1, bias=False)
+        self.act1 = QuantReLU(bits=2, alpha=1.0)
+        self.conv2 = nn.Conv2d(1, 1, 1, bias=False)
+        self.act2 = QuantReLU(bits=2, alpha=1.0)
+        self.conv3 = nn.Conv2d(1, 1, 1, bias=False)
+        self.act3 = QuantReLU(bits=2, alpha=1.0)
+        with torch.no_grad():
+            self.conv1.weight.fill_(1.0)
+            self.conv2.weight.fill_(3.0)
+            self.conv3.weight.fill_(1.0)
+
+    def forward(self, x):
+        x = self.act1(self.conv1(x))
+        return self.act3(self.conv3(self.act2(self.conv2(x))))
+
+
+def test_mismatch_split_into_inherited_and_timing():
+    from fastsnn_mm.analysis.layer_stats import summed_input_count
+    qann = LateInput().eval()
+    x = torch.full((2, 1, 1, 1), 1 / 3)
+    act1, act2, act3 = collect_layer_stats(
+        qann, convert_to_snn(qann, neuron='signed'), [x])['layers']
+    assert act1['mismatch'] == 0
+    assert act2['mismatch'] == 1 and act2['timing_mismatch'] == 1
+    assert act2['inherited_mismatch'] == 0
+    assert act3['mismatch'] == 1 and act3['inherited_mismatch'] == 1
+    assert act3['timing_mismatch'] == 0
+    # one input per step, or the same input at every step; clamped to [0, T]
+    steps = torch.tensor([0.0, 0.2, 3.0, 0.2, 0.0, 0.2]).view(6, 1)  # [T*B]
+    assert summed_input_count(steps, 1.0, 3, 2).tolist() == [[3.0], [1.0]]
+    assert summed_input_count(torch.tensor([[2.0], [-1.0]]), 1.0, 3,
+                              2).tolist() == [[3.0], [0.0]]

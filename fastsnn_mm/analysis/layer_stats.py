@@ -115,7 +115,17 @@ def _new_row(site, mod, per_image):
     return dict(layer=site, type=type(mod).__name__,
                 theta=float(mod.theta.item()), neurons=per_image,
                 _n=0, _abs=0.0, _pos=0.0, _neg=0.0, _pairs=0.0, _miss=0,
-                _err=0.0, _level=0.0)
+                _inherited=0, _timing=0, _err=0.0, _level=0.0)
+
+
+def summed_input_count(inp, theta, T, B):
+    """The count an exact neuron would make of its input over T steps:
+    clamp(round(S), 0, T), S the summed input in units of theta, per image
+    [B, n]. ``inp`` is [T*B, ...] (one input per step) or [B, ...] (the
+    same input at every step)."""
+    x = inp.detach()
+    summed = T * x if x.shape[0] == B else x.reshape(T, B, *x.shape[1:]).sum(0)
+    return torch.clamp(torch.floor(summed / theta + 0.5), 0, T).reshape(B, -1)
 
 
 def cancelling_pairs(spikes):
@@ -145,6 +155,8 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         q = acts[key].reshape(B, -1).to(out.dtype)
         level = torch.floor(q * T / theta + 0.5)
         count = s.sum(0)
+        exact = summed_input_count(inp[0], theta, T, B)
+        missed = count != level
         row = rows.get(key) or rows.setdefault(
             key, _new_row(key, mod, q.shape[1]))
         row['_n'] += q.numel()
@@ -152,7 +164,9 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         row['_pos'] += (s > 0).sum().item()
         row['_neg'] += (s < 0).sum().item()
         row['_pairs'] += cancelling_pairs(s).sum().item()
-        row['_miss'] += (count != level).sum().item()
+        row['_miss'] += missed.sum().item()
+        row['_inherited'] += (missed & (exact != level)).sum().item()
+        row['_timing'] += (missed & (exact == level)).sum().item()
         row['_err'] += (count - level).abs().sum().item()
         row['_level'] += level.sum().item()
 
@@ -195,6 +209,9 @@ def _finish(row, T):
         # the rate an exact conversion would show (net spikes per step)
         qann_rate=row['_level'] / steps,
         mismatch=row['_miss'] / n,
+        # the two origins of a miss (module docstring); they sum to mismatch
+        inherited_mismatch=row['_inherited'] / n,
+        timing_mismatch=row['_timing'] / n,
         count_error=row['_err'] / n)
     return out
 
@@ -215,7 +232,10 @@ def collect_layer_stats(qann, snn, batches, timesteps=None):
         neuron, churn_rate = 2 * pairs / T, the part of firing_rate spent on
         spikes that cancel, churn_share = churn_rate / firing_rate,
         mismatch = fraction of neurons whose
-        net count differs from round(q * T / theta), count_error = mean
+        net count differs from round(q * T / theta), split into
+        inherited_mismatch (the summed input already asked for another
+        count) and timing_mismatch (it asked for the QANN level; the
+        layer's own sequential error), count_error = mean
         |count - that level|); ``feeds``: one row per weighted-layer call
         with the most recent neuron layer before it (None: fed by the analog
         image), its MACs per image and step, ``input_rate``, the

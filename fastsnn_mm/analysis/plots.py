@@ -51,9 +51,11 @@ def plot_metric_vs_timesteps(results, metric, path):
     return _save(fig, path)
 
 
-def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None, part=None):
+def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None, part=None,
+          part_label=''):
     """Grouped bars of ``key`` per layer, one group member per neuron type;
-    ``part``: a key whose value is drawn hatched inside each bar."""
+    ``part``: a key whose value is drawn hatched inside each bar (legend:
+    ``part_label``)."""
     neurons = list(stats_by_neuron)
     layers = [r['layer'] for r in stats_by_neuron[neurons[0]]['layers']]
     x = np.arange(len(layers))
@@ -73,7 +75,7 @@ def _bars(stats_by_neuron, key, ylabel, title, path, ideal=None, part=None):
                 ax.bar(pos, top, width, bottom=total - top,
                        color=bars.patches[0].get_facecolor(),
                        edgecolor='black', hatch='///', linewidth=0.3,
-                       label=f'{neuron}: +1/-1 pairs (churn)')
+                       label=f'{neuron}: {part_label}')
     if ideal:
         rows = stats_by_neuron[neurons[0]]['layers']
         ax.plot(x, [r[ideal] for r in rows], 'k_', markersize=12,
@@ -91,13 +93,18 @@ def plot_firing_rates(stats_by_neuron, path):
     the part spent on +1/-1 pairs hatched."""
     return _bars(stats_by_neuron, 'firing_rate', 'firing rate',
                  'firing rate per layer (hatched: spikes that cancel)', path,
-                 ideal='qann_rate', part='churn_rate')
+                 ideal='qann_rate', part='churn_rate',
+                 part_label='+1/-1 pairs (churn)')
 
 
 def plot_mismatch(stats_by_neuron, path):
-    """Fraction of neurons whose spike count misses the QANN level."""
+    """Fraction of neurons whose spike count misses the QANN level, the
+    part that is the layer's own timing error hatched (the rest came in
+    with the input)."""
     return _bars(stats_by_neuron, 'mismatch', 'fraction of neurons',
-                 'spike count != QANN level, per layer', path)
+                 'spike count != QANN level, per layer '
+                 '(hatched: own timing error)', path, part='timing_mismatch',
+                 part_label='own timing error')
 
 
 def plot_synops(synops_by_neuron, path):

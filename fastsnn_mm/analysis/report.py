@@ -53,7 +53,8 @@ def _layers_md(stats_by_neuron):
     header = ['layer', 'theta', 'neurons', 'QANN rate']
     for n in neurons:
         header += [f'{n} rate', f'{n} +', f'{n} -', f'{n} pairs',
-                   f'{n} churn', f'{n} mismatch']
+                   f'{n} churn', f'{n} mismatch', f'{n} inherited',
+                   f'{n} timing']
     rows = []
     for r in first:
         row = [r['layer'], r['theta'], r['neurons'], r['qann_rate']]
@@ -61,7 +62,8 @@ def _layers_md(stats_by_neuron):
             s = by[n].get(r['layer'], {})
             row += [s.get('firing_rate'), s.get('pos_rate'),
                     s.get('neg_rate'), s.get('cancel_pairs'),
-                    s.get('churn_rate'), s.get('mismatch')]
+                    s.get('churn_rate'), s.get('mismatch'),
+                    s.get('inherited_mismatch'), s.get('timing_mismatch')]
         rows.append(row)
     text = md_table(header, rows)
     if {'signed', 'unsigned'} <= set(neurons):
@@ -75,6 +77,12 @@ def _layers_md(stats_by_neuron):
         exact = sum(r['mismatch'] == 0 for r in layers)
         text += (f'\n{n}: mean mismatch {mean:.4g}, {exact}/{len(layers)} '
                  'layers exact.')
+        if all('inherited_mismatch' in r for r in layers) and mean > 0:
+            inh = sum(r['inherited_mismatch'] for r in layers) / len(layers)
+            text += (f' Of the misses {100 * inh / mean:.0f}% are inherited '
+                     '(the summed input already asked for another count: '
+                     'errors of earlier layers), the rest the layer\'s own '
+                     'timing.')
     return text
 
 

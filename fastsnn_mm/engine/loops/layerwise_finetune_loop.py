@@ -18,6 +18,11 @@ Per group the loop
 3. writes a progress checkpoint, from which ``--resume`` goes on with the
    next group (see :mod:`.finetune_progress`).
 
+With ``joint_iters`` a last stage tunes all weights together against the
+QANN's outputs, the gradient passing straight through every neuron (see
+:mod:`.joint_tuning` for why one layer at a time cannot remove the
+mismatch that deep layers inherit), judged by the task metric like a group.
+
 Every group's data stream and random state are set from (seed, group), so
 an interrupted and resumed run repeats an uninterrupted one. Under DDP each
 rank tunes on its shard of the batch and gradients, held-out scores and
@@ -42,6 +47,7 @@ from ...registry import LOOPS
 from ...utils.atomic import atomic_write
 from .finetune_progress import (REPORT_FILE, find_resume_checkpoint,
                                 load_progress, save_progress, write_json)
+from .joint_tuning import cosine_factor, output_loss
 from .layer_groups import assign_layer_groups
 from .layer_targets import SURROGATES, layer_loss
 
@@ -102,6 +108,10 @@ class LayerwiseFinetuneLoop(BaseLoop):
         metric_batches (int | None): val batches for the metric judge;
             None: the whole val set.
         tune_output (bool): also tune the layers after the last neuron.
+        joint_iters (int): steps of the joint stage after the groups (all
+            weights, SNN outputs against the QANN's); 0: no joint stage.
+        joint_lr (float | None): its starting learning rate (decays to 0
+            over the stage); None: the optimizer's.
         evaluate (bool): run the val loop before and after (logged).
         log_interval (int): log every this many iterations.
     """
@@ -110,7 +120,8 @@ class LayerwiseFinetuneLoop(BaseLoop):
                  neuron='signed', lr_candidates=None, surrogate='identity',
                  keep_best=True, heldout_batches=2, metric_check='every',
                  metric_key=None, metric_batches=None, tune_output=True,
-                 evaluate=True, log_interval=10):
+                 joint_iters=0, joint_lr=None, evaluate=True,
+                 log_interval=10):
         super().__init__(runner, dataloader)
         if int(iters_per_layer) < 1:
             raise ValueError(f'iters_per_layer must be >= 1, got {iters_per_layer}')
@@ -134,6 +145,12 @@ class LayerwiseFinetuneLoop(BaseLoop):
         self.metric_key = metric_key
         self.metric_batches = metric_batches
         self.tune_output = tune_output
+        if int(joint_iters) < 0:
+            raise ValueError(f'joint_iters must be >= 0, got {joint_iters}')
+        if joint_lr is not None and float(joint_lr) <= 0:
+            raise ValueError(f'joint_lr must be positive, got {joint_lr}')
+        self.joint_iters = int(joint_iters)
+        self.joint_lr = None if joint_lr is None else float(joint_lr)
         self.evaluate = evaluate
         self.log_interval = max(1, int(log_interval))
         self._iter = 0
@@ -217,9 +234,12 @@ class LayerwiseFinetuneLoop(BaseLoop):
         return float(metrics[self.metric_key])
 
     def _layer_stats(self, qann, snn, batches):
-        """Per neuron layer: count mismatch against the QANN levels."""
+        """Per neuron layer: count mismatch against the QANN levels, and
+        the part of it that came in with the layer's input (inherited)."""
         stats = collect_layer_stats(qann, snn, batches)
-        return {r['layer']: _reduce(r['mismatch']) for r in stats['layers']}
+        return {r['layer']: (_reduce(r['mismatch']),
+                             _reduce(r['inherited_mismatch']))
+                for r in stats['layers']}
 
     # -- one group -----------------------------------------------------------
     def _build_optim(self, lr):
@@ -330,6 +350,79 @@ class LayerwiseFinetuneLoop(BaseLoop):
             + (f' (reverted: {why})' if reverted and tried else ''))
         return row
 
+    def _tune_joint(self, k, model, qann, held, metric_batches, state,
+                    clock):
+        """All weights at once against the QANN's outputs (see
+        :mod:`.joint_tuning`); kept only if the task metric (without a val
+        set: the held-out output MSE) did not get worse."""
+        label = 'all layers (joint)'
+        params = [p for p in model.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            before = _reduce(torch.stack(
+                [output_loss(model, qann, x) for x in held]).mean())
+        optim = self._build_optim(self.joint_lr)
+        base = [g['lr'] for g in optim.optimizer.param_groups]
+        lr_now = base[0]
+        stream = self._stream(k)
+        world = get_world_size()
+        for step in range(self.joint_iters):
+            for g, lr in zip(optim.optimizer.param_groups, base):
+                g['lr'] = lr * cosine_factor(step, self.joint_iters)
+            loss = output_loss(model, qann, self._inputs(model, next(stream)))
+            optim.backward(loss)
+            if world > 1:
+                for p in params:
+                    if p.grad is not None:
+                        all_reduce(p.grad, op='mean')
+            optim.step()
+            optim.zero_grad()
+            self._iter += 1
+            self.runner.message_hub.update_scalar('train/loss', loss.item())
+            if (step + 1) % self.log_interval == 0 or \
+                    step + 1 == self.joint_iters:
+                done = self._iter - clock[1]
+                eta = (time.time() - clock[0]) / max(done, 1) * (
+                    self._max_iters - self._iter)
+                self.runner.logger.info(
+                    f'[joint] {label} lr {lr_now:.1e} iter {step + 1}/'
+                    f'{self.joint_iters} (total {self._iter}/'
+                    f'{self._max_iters}, eta {eta / 60:.1f} min): loss '
+                    f'{loss.item():.5f}')
+        with torch.no_grad():
+            after = _reduce(torch.stack(
+                [output_loss(model, qann, x) for x in held]).mean())
+        metric_before = metric_after = state['metric']
+        if metric_before is not None:
+            metric_after = self._metric(model, metric_batches)
+            worse = metric_after < metric_before
+        else:
+            worse = after > before
+        if worse:
+            with torch.no_grad():
+                for p, v in zip(params, saved):
+                    p.copy_(v)
+        elif metric_before is not None:
+            state['metric'] = metric_after
+        why = ('task metric' if metric_before is not None else
+               'held-out score') if worse else None
+        self.runner.logger.info(
+            f'[joint] {label}: held-out output MSE {before:.5f} -> '
+            f'{after:.5f}' + ('' if metric_before is None else
+                              f', {self.metric_key} {metric_before:.4f} -> '
+                              f'{metric_after:.4f}') +
+            (f' (reverted: {why})' if worse else ''))
+        return dict(layer=label, index=k, lr=lr_now,
+                    tried=[dict(lr=lr_now, loss=after, mismatch=None)],
+                    loss_before=before, loss_after=before if worse else after,
+                    mismatch_before=None, mismatch_after=None,
+                    metric_before=metric_before, metric_after=metric_after,
+                    reverted=worse, reverted_by=why,
+                    changed=[] if worse else [
+                        n for n, _ in model.named_parameters()])
+
     # -- main --------------------------------------------------------------
     def run(self):
         runner = self.runner
@@ -354,7 +447,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
                            f'neuron={cfg["neuron"]}, surrogate='
                            f'{self.surrogate}, lr candidates '
                            f'{self.lr_candidates or "(optimizer lr)"}, '
-                           f'{self.iters_per_layer} iterations each')
+                           f'{self.iters_per_layer} iterations each' +
+                           (f'; then {self.joint_iters} joint iterations'
+                            if self.joint_iters else ''))
         has_val = self._has_val()
         if self.evaluate and has_val and resumed is None:
             runner.logger.info('SNN metric before fine-tuning: '
@@ -378,7 +473,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         self.n_groups = len(groups)
         n_lrs = len(self.lr_candidates or [None])
         self._max_iters = sum(1 for g in groups if g[1]) * n_lrs * \
-            self.iters_per_layer
+            self.iters_per_layer + self.joint_iters
 
         if resumed is not None:
             state = resumed[0]
@@ -406,6 +501,13 @@ class LayerwiseFinetuneLoop(BaseLoop):
             state.update(done=k + 1, iter=self._iter, rows=self.report)
             save_progress(runner, model.state_dict(), qann.state_dict(),
                           state)
+        if self.joint_iters and not state.get('joint_done'):
+            self.report.append(self._tune_joint(
+                len(groups), model, qann, held, metric_batches, state,
+                clock))
+            state.update(joint_done=True, iter=self._iter, rows=self.report)
+            save_progress(runner, model.state_dict(), qann.state_dict(),
+                          state)
         for p in model.parameters():
             p.requires_grad_(True)
 
@@ -429,16 +531,24 @@ class LayerwiseFinetuneLoop(BaseLoop):
         """Per-layer mismatch before/after into the log and the JSON; the
         tuned SNN checkpoint into the work dir."""
         runner = self.runner
+        nan = (float('nan'), float('nan'))
         before = state['layers_before']
         after = self._layer_stats(qann, model, held)
-        self.layer_stats = dict(before=before, after=after)
-        lines = [f'  {name}: {before.get(name, float("nan")):.4f} -> '
-                 f'{after[name]:.4f}' for name in after]
-        mean_b = sum(before.values()) / max(len(before), 1)
-        mean_a = sum(after.values()) / max(len(after), 1)
+        self.layer_stats = dict(before={n: v[0] for n, v in before.items()},
+                                after={n: v[0] for n, v in after.items()})
+        lines = [f'  {name}: {before.get(name, nan)[0]:.4f} -> '
+                 f'{after[name][0]:.4f} (inherited {before.get(name, nan)[1]:.4f}'
+                 f' -> {after[name][1]:.4f})' for name in after]
+
+        def mean(stats, i):
+            return sum(v[i] for v in stats.values()) / max(len(stats), 1)
+        mean_b, mean_a = mean(before, 0), mean(after, 0)
         runner.logger.info(
-            'count mismatch per neuron layer (held-out), before -> after:\n'
-            + '\n'.join(lines) + f'\n  mean: {mean_b:.4f} -> {mean_a:.4f}')
+            'count mismatch per neuron layer (held-out), before -> after '
+            '(in brackets: the part the layer\'s summed input already '
+            'carried from earlier layers):\n' + '\n'.join(lines) +
+            f'\n  mean: {mean_b:.4f} -> {mean_a:.4f} (inherited '
+            f'{mean(before, 1):.4f} -> {mean(after, 1):.4f})')
         if state['metric_initial'] is not None:
             runner.logger.info(
                 f'held-out {self.metric_key}: {state["metric_initial"]:.4f} '
@@ -451,8 +561,13 @@ class LayerwiseFinetuneLoop(BaseLoop):
             metric_before=state['metric_initial'],
             metric_after=state['metric'],
             mean_mismatch_before=mean_b, mean_mismatch_after=mean_a,
-            layers=[dict(layer=n, mismatch_before=before.get(n),
-                         mismatch_after=after[n]) for n in after],
+            mean_inherited_before=mean(before, 1),
+            mean_inherited_after=mean(after, 1),
+            joint_iters=self.joint_iters, joint_lr=self.joint_lr,
+            layers=[dict(layer=n, mismatch_before=before.get(n, nan)[0],
+                         mismatch_after=after[n][0],
+                         inherited_before=before.get(n, nan)[1],
+                         inherited_after=after[n][1]) for n in after],
             groups=self.report))
         path = osp.join(runner.work_dir,
                         f'snn_finetuned_{cfg["neuron"]}_T{cfg["timesteps"]}.pth')
