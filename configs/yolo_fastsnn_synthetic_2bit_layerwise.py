@@ -15,7 +15,12 @@ train_cfg = dict(
     iters_per_layer=40,
     lr_candidates=[1e-4, 1e-3],
     heldout_batches=2,
-    metric_check='every')
+    metric_check='every',
+    # then all weights at once against the QANN's outputs (the gradient
+    # straight through every neuron), 60 steps, Adam lr 1e-4 decaying to 0;
+    # kept only if the metric did not fall
+    joint_iters=60,
+    joint_lr=1e-4)
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
 param_scheduler = []

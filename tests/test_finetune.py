@@ -69,7 +69,7 @@ def test_report_has_per_layer_mismatch_before_and_after(whole):
     assert joint['reverted'] or joint['metric_after'] >= joint['metric_before']
     assert all(r['inherited_before'] <= r['mismatch_before']
                for r in rep['layers'])
-    assert rep['metric_key'] == 'accuracy/top1'
+    assert rep['metric_key'] == 'accuracy/top1' and rep['metric_qann'] > 0
     assert rep['metric_after'] >= rep['metric_before']
     assert rep['groups'] == runner.train_loop.report
     assert osp.isfile(osp.join(tmp_path, 'snn_finetuned_signed_T3.pth'))

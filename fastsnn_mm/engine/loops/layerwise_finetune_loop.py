@@ -485,12 +485,16 @@ class LayerwiseFinetuneLoop(BaseLoop):
         else:
             metric = self._metric(model, metric_batches) \
                 if metric_batches else None
+            # the QANN on the same batches: what the SNN is tuned towards
+            metric_qann = self._metric(qann, metric_batches) \
+                if metric_batches else None
             state = dict(done=0, iter=0, rows=[], metric=metric,
-                         metric_initial=metric,
+                         metric_initial=metric, metric_qann=metric_qann,
                          layers_before=self._layer_stats(qann, model, held))
         if state['metric_initial'] is not None:
             runner.logger.info(f'held-out {self.metric_key} before: '
-                               f'{state["metric_initial"]:.4f}')
+                               f'{state["metric_initial"]:.4f} (QANN '
+                               f'{state.get("metric_qann", float("nan")):.4f})')
         clock = (time.time(), self._iter)
         for k in range(state['done'], len(groups)):
             name, params = groups[k]
@@ -552,12 +556,14 @@ class LayerwiseFinetuneLoop(BaseLoop):
         if state['metric_initial'] is not None:
             runner.logger.info(
                 f'held-out {self.metric_key}: {state["metric_initial"]:.4f} '
-                f'-> {state["metric"]:.4f}')
+                f'-> {state["metric"]:.4f} (QANN '
+                f'{state.get("metric_qann", float("nan")):.4f})')
         write_json(osp.join(runner.work_dir, REPORT_FILE), dict(
             timesteps=cfg['timesteps'], neuron=cfg['neuron'],
             surrogate=self.surrogate, lr_candidates=self.lr_candidates,
             iters_per_layer=self.iters_per_layer,
             metric_key=self.metric_key,
+            metric_qann=state.get('metric_qann'),
             metric_before=state['metric_initial'],
             metric_after=state['metric'],
             mean_mismatch_before=mean_b, mean_mismatch_after=mean_a,
