@@ -5,10 +5,12 @@ layer's spike-count mismatch is *inherited* (``collect_layer_stats`` splits
 it): the layer's summed input already asks for another count, because
 earlier layers' counts were off for that image. Those errors differ from
 image to image, so the weights of one layer, tuned against the QANN's
-activation, cannot take them back out (the per-layer MSE hardly moves, and
-even the best per-channel bias correction lowers the mismatch by about
-2 %). What weights can do is let later layers live with the errors that
-earlier layers make, which needs a gradient that crosses layers.
+activation, cannot take them back out: the per-layer MSE hardly moves, and
+shifting each channel's bias so that the SNN's mean input equals the
+QANN's, layer by layer, did not lower the mismatch on held-out images of
+the demos (it rose a little). What weights can do is let later layers
+live with the errors that earlier layers make, which needs a gradient
+that crosses layers.
 
 So after the layer groups, all weights are tuned together so that the
 SNN's outputs follow the QANN's (MSE of the time-averaged outputs): the
