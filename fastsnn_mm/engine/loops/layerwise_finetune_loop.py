@@ -249,36 +249,41 @@ class LayerwiseFinetuneLoop(BaseLoop):
         self.runner.optim_wrapper = self.runner.build_optim_wrapper(cfg)
         return self.runner.optim_wrapper
 
+    def _step(self, optim, loss, params, head, step, total, clock,
+              extra=''):
+        """One optimizer step (gradients averaged over ranks) and, every
+        ``log_interval`` steps, a progress line starting with ``head``."""
+        optim.backward(loss)
+        if get_world_size() > 1:
+            for p in params:
+                if p.grad is not None:
+                    all_reduce(p.grad, op='mean')
+        optim.step()
+        optim.zero_grad()
+        self._iter += 1
+        self.runner.message_hub.update_scalar('train/loss', loss.item())
+        if (step + 1) % self.log_interval == 0 or step + 1 == total:
+            done = self._iter - clock[1]
+            eta = (time.time() - clock[0]) / max(done, 1) * (
+                self._max_iters - self._iter)
+            self.runner.logger.info(
+                f'{head} iter {step + 1}/{total} (total {self._iter}/'
+                f'{self._max_iters}, eta {eta / 60:.1f} min): loss '
+                f'{loss.item():.5f}{extra}')
+
     def _train_group(self, k, label, model, qann, name, params, lr,
                      quant_relu, clock):
         optim = self._build_optim(lr)
         stream = self._stream(k)
-        world = get_world_size()
-        lr_now = optim.get_lr()['lr'][0]
+        head = (f'[{k + 1}/{self.n_groups}] {label} lr '
+                f'{optim.get_lr()["lr"][0]:.1e}')
         for step in range(self.iters_per_layer):
             x = self._inputs(model, next(stream))
             loss, mm = layer_loss(model, qann, name, x, self.surrogate,
                                   quant_relu)
-            optim.backward(loss)
-            if world > 1:
-                for p in params:
-                    if p.grad is not None:
-                        all_reduce(p.grad, op='mean')
-            optim.step()
-            optim.zero_grad()
-            self._iter += 1
-            self.runner.message_hub.update_scalar('train/loss', loss.item())
-            if (step + 1) % self.log_interval == 0 or \
-                    step + 1 == self.iters_per_layer:
-                done = self._iter - clock[1]
-                eta = (time.time() - clock[0]) / max(done, 1) * (
-                    self._max_iters - self._iter)
-                self.runner.logger.info(
-                    f'[{k + 1}/{self.n_groups}] {label} lr {lr_now:.1e} '
-                    f'iter {step + 1}/{self.iters_per_layer} '
-                    f'(total {self._iter}/{self._max_iters}, eta '
-                    f'{eta / 60:.1f} min): loss {loss.item():.5f}' +
-                    ('' if mm is None else f', mismatch {mm.item():.4f}'))
+            self._step(optim, loss, params, head, step, self.iters_per_layer,
+                       clock, '' if mm is None else
+                       f', mismatch {mm.item():.4f}')
 
     def _tune_group(self, k, model, qann, name, params, held, metric_batches,
                     state, clock):
@@ -356,7 +361,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         :mod:`.joint_tuning`); kept only if the task metric (without a val
         set: the held-out output MSE) did not get worse."""
         label = 'all layers (joint)'
-        params = [p for p in model.parameters()]
+        params = list(model.parameters())
         for p in params:
             p.requires_grad_(True)
         saved = [p.detach().clone() for p in params]
@@ -367,30 +372,13 @@ class LayerwiseFinetuneLoop(BaseLoop):
         base = [g['lr'] for g in optim.optimizer.param_groups]
         lr_now = base[0]
         stream = self._stream(k)
-        world = get_world_size()
+        head = f'[joint] {label} lr {lr_now:.1e}'
         for step in range(self.joint_iters):
             for g, lr in zip(optim.optimizer.param_groups, base):
                 g['lr'] = lr * cosine_factor(step, self.joint_iters)
             loss = output_loss(model, qann, self._inputs(model, next(stream)))
-            optim.backward(loss)
-            if world > 1:
-                for p in params:
-                    if p.grad is not None:
-                        all_reduce(p.grad, op='mean')
-            optim.step()
-            optim.zero_grad()
-            self._iter += 1
-            self.runner.message_hub.update_scalar('train/loss', loss.item())
-            if (step + 1) % self.log_interval == 0 or \
-                    step + 1 == self.joint_iters:
-                done = self._iter - clock[1]
-                eta = (time.time() - clock[0]) / max(done, 1) * (
-                    self._max_iters - self._iter)
-                self.runner.logger.info(
-                    f'[joint] {label} lr {lr_now:.1e} iter {step + 1}/'
-                    f'{self.joint_iters} (total {self._iter}/'
-                    f'{self._max_iters}, eta {eta / 60:.1f} min): loss '
-                    f'{loss.item():.5f}')
+            self._step(optim, loss, params, head, step, self.joint_iters,
+                       clock)
         with torch.no_grad():
             after = _reduce(torch.stack(
                 [output_loss(model, qann, x) for x in held]).mean())
