@@ -522,3 +522,36 @@ def test_mismatch_split_into_inherited_and_timing():
     assert summed_input_count(steps, 1.0, 3, 2).tolist() == [[3.0], [1.0]]
     assert summed_input_count(torch.tensor([[2.0], [-1.0]]), 1.0, 3,
                               2).tolist() == [[3.0], [0.0]]
+
+
+def test_script_reports_a_finetuned_snn_next_to_the_plain_one(
+        config_and_checkpoint):
+    """--finetuned: the tuned SNN's metric row and per-layer statistics,
+    against the same QANN; a checkpoint without meta.snn is one error."""
+    args, tmp = config_and_checkpoint
+    qann = torch.load(args[1], weights_only=True)['state_dict']
+    snn_state = {k.replace('.alpha', '.theta') if k.endswith('.alpha')
+                 else k: v.clone() for k, v in qann.items()}
+    bias = next(k for k in snn_state if k.endswith('bn1.bias'))
+    snn_state[bias] += 0.3  # a tuned layer: the counts after it change
+    tuned = tmp / 'snn_finetuned_signed_T3.pth'
+    torch.save(dict(meta=dict(snn=dict(timesteps=3, neuron='signed')),
+                    state_dict=snn_state), tuned)
+    out = tmp / 'report_tuned'
+    proc = run_script(*args[:2], '--timesteps', 3, '--neuron', 'signed',
+                      '--num-batches', 1, '--out-dir', out, '--finetuned',
+                      tuned, *args[2:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out / 'report.json'))
+    assert [(r['model'], r['T']) for r in report['metrics']] == [
+        ('QANN', '-'), ('SNN', 3), ('SNN fine-tuned', 3)]
+    plain = report['layer_stats']['signed']['layers']
+    after = report['layer_stats']['signed fine-tuned']['layers']
+    assert [r['layer'] for r in plain] == [r['layer'] for r in after]
+    assert plain != after  # the shifted bias shows in the statistics
+    assert 'signed fine-tuned mismatch' in (out / 'report.md').read_text()
+    bad = tmp / 'not_tuned.pth'
+    torch.save(dict(state_dict=snn_state), bad)
+    proc = run_script(*args[:2], '--finetuned', bad, *args[2:])
+    assert proc.returncode == 2
+    assert 'is not a fine-tuned SNN checkpoint (no meta.snn)' in proc.stderr

@@ -24,7 +24,8 @@ def plot_metric_vs_timesteps(results, metric, path):
     """One line per neuron type (metric over T), the QANN as a flat line.
 
     ``results``: rows like ``dict(model='SNN', neuron='signed', T=7, **m)``
-    and one ``dict(model='QANN', **m)``.
+    and one ``dict(model='QANN', **m)``; rows of model 'SNN fine-tuned'
+    are drawn as stars.
     """
     fig, ax = _figure()
     ts = sorted({r['T'] for r in results if r['model'] == 'SNN'})
@@ -38,6 +39,9 @@ def plot_metric_vs_timesteps(results, metric, path):
     for r in results:
         if r['model'] == 'QANN' and metric in r:
             ax.axhline(r[metric], color='black', linestyle='--', label='QANN')
+        elif r['model'] == 'SNN fine-tuned' and metric in r:
+            ax.plot(r['T'], r[metric], marker='*', markersize=12,
+                    linestyle='none', label=f"SNN ({r['neuron']}), fine-tuned")
     ax.set_xscale('log', base=2)
     if ts:
         ax.set_xticks(ts)

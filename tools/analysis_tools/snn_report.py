@@ -4,10 +4,14 @@ energy, written as report.md, report.json and PNG plots.
 
     python tools/analysis_tools/snn_report.py CONFIG CHECKPOINT \
         [--timesteps 1 3 7 15] [--neuron signed unsigned] [--num-batches 2] \
-        [--out-dir DIR] [--cfg-options ...]
+        [--out-dir DIR] [--finetuned SNN_CKPT] [--cfg-options ...]
 
 Works for any fastsnn_mm task model: metrics come from the config's test
-loop, layer statistics from the model's spiking path.
+loop, layer statistics from the model's spiking path. With ``--finetuned``
+(the ``snn_finetuned_<neuron>_T<T>.pth`` that LayerwiseFinetuneLoop saves
+from CHECKPOINT) the tuned SNN's metric and per-layer statistics, against
+the same QANN, stand next to the plain conversion's: the per-layer
+mismatch before and after fine-tuning.
 """
 import argparse
 import copy
@@ -20,9 +24,11 @@ from mmengine.runner import Runner
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm.analysis import (collect_layer_stats, layer_macs,
                                  synops_table, write_report)
+from fastsnn_mm.errors import FastSNNError
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
                                      load_config)
+from fastsnn_mm.utils.safe_checkpoint import load_checkpoint_file
 
 
 def parse_args(argv=None):
@@ -35,6 +41,10 @@ def parse_args(argv=None):
     parser.add_argument('--num-batches', type=int, default=2,
                         help='test batches for the per-layer statistics')
     parser.add_argument('--out-dir', help='default <work_dir>/snn_report')
+    parser.add_argument('--finetuned', metavar='SNN_CKPT',
+                        help='an SNN fine-tuned from CHECKPOINT by '
+                        'LayerwiseFinetuneLoop, reported next to the plain '
+                        'conversion')
     args = parser.parse_args(argv)
     bad = [t for t in args.timesteps if t < 1]
     if bad:
@@ -43,8 +53,24 @@ def parse_args(argv=None):
         fail(f'--num-batches must be >= 1, got {args.num_batches}')
     if not osp.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
+    if args.finetuned is not None:
+        args.finetuned = read_finetuned(args.finetuned)
     args.neuron = list(dict.fromkeys(args.neuron))
     return args
+
+
+def read_finetuned(path):
+    """(path, SNN settings, weights) of a fine-tuned SNN checkpoint."""
+    try:
+        ckpt = load_checkpoint_file(path, map_location='cpu')
+    except FastSNNError as err:
+        fail(str(err))
+    snn = ckpt.get('meta', {}).get('snn') if isinstance(ckpt, dict) else None
+    if not snn or 'state_dict' not in ckpt:
+        fail(f'--finetuned {path} is not a fine-tuned SNN checkpoint (no '
+             'meta.snn): pass the snn_finetuned_<neuron>_T<T>.pth that '
+             'LayerwiseFinetuneLoop wrote to its work dir')
+    return path, snn, ckpt['state_dict']
 
 
 def build_runner(args):
@@ -62,6 +88,17 @@ def build_runner(args):
              'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
              'FastSNNEncoderDecoder)')
     return runner, model
+
+
+def load_weights(model, weights, path):
+    """Load a fine-tuned SNN's weights into its converted model; a file
+    made for another architecture fails with the keys that do not fit."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        fail(f'--finetuned {path} does not fit this config\'s model: '
+             f'missing {sorted(missing)[:5]}, unexpected '
+             f'{sorted(unexpected)[:5]}; pass the config and the QANN '
+             'checkpoint the fine-tuning started from')
 
 
 def first_batches(runner, model, num):
@@ -97,6 +134,21 @@ def main(argv=None):
         stats[neuron] = collect_layer_stats(qann, snn, batches)
         log(f'  {neuron}: T={stats[neuron]["timesteps"]}, '
             f'{len(stats[neuron]["layers"])} neuron layers')
+
+    if args.finetuned:
+        path, snn_cfg, weights = args.finetuned
+        T, neuron = snn_cfg['timesteps'], snn_cfg['neuron']
+        label = f'{neuron} fine-tuned'
+        log(f'[snn_report 3/4] fine-tuned SNN {path}: {neuron} neuron, '
+            f'T={T}')
+        tuned = copy.deepcopy(qann)
+        tuned.to_snn(timesteps=T, neuron=neuron)
+        load_weights(tuned, weights, path)
+        stats[label] = collect_layer_stats(qann, tuned, batches)
+        model.to_snn(timesteps=T, neuron=neuron)
+        load_weights(model, weights, path)
+        results.append(dict(model='SNN fine-tuned', neuron=neuron, T=T,
+                            **runner.test()))
 
     log('[snn_report 4/4] synaptic operations and energy')
     macs = layer_macs(qann, batches[0])
