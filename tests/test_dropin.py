@@ -70,12 +70,18 @@ def _run(script, args, work_dir, monkeypatch):
     would import the whole mm stack again: longer than the run itself);
     returns the log file its Runner wrote.
 
-    Each run gets a work dir of its own: the Runner names its log after
-    the second it started, so two quick runs sharing one work dir would
-    write the same file."""
+    Each run gets a work dir and an experiment name of its own: mmengine
+    names the logger after the experiment, by default config name plus
+    the second the run started, and hands a run that starts within the
+    same second as an earlier one that earlier run's logger, log file and
+    all (seen in CI: the SNN test run wrote into the QANN test run's log).
+    ``args`` end with the ``--cfg-options`` values."""
     assert not osp.exists(work_dir), f'{work_dir} is used by another run'
-    monkeypatch.setattr(sys, 'argv',
-                        [script, *map(str, args), '--work-dir', str(work_dir)])
+    assert '--cfg-options' in args
+    name = osp.basename(work_dir)
+    monkeypatch.setattr(sys, 'argv', [
+        script, *map(str, args), f'experiment_name={name}',
+        '--work-dir', str(work_dir)])
     runpy.run_path(script, run_name='__main__')
     logs = glob.glob(osp.join(work_dir, '*', '*.log'))
     assert len(logs) == 1, logs
