@@ -6,10 +6,7 @@
 _base_ = ['./yolo_fastsnn_voc_2bit.py']
 
 load_from = 'work_dirs/yolo_fastsnn_voc_2bit/epoch_12.pth'
-# The paper's layer-wise loop. A joint last stage (all weights against the
-# QANN's outputs, kept only if the metric holds; README "Layer-wise
-# fine-tuning (measured)") is added with
-#   --cfg-options train_cfg.joint_iters=N train_cfg.joint_lr=LR
+# the paper's loop; train_cfg.joint_iters=N adds the joint stage (README)
 train_cfg = dict(
     _delete_=True,
     type='LayerwiseFinetuneLoop',

@@ -184,3 +184,20 @@ def test_joint_stage_gradient_reaches_the_first_layer(qann):
     loss = output_loss(model, reference, x)
     loss.backward()
     assert float(loss) > 0 and first.grad.abs().sum() > 0
+
+
+GOOD_ARGS = dict(iters_per_layer=40, surrogate='identity', metric_check='every',
+                 lr_candidates=[1e-4, 1e-3], joint_iters=60, joint_lr=1e-4)
+
+
+@pytest.mark.parametrize('key, value', [
+    ('iters_per_layer', 0), ('iters_per_layer', '40'), ('surrogate', 'tanh'),
+    ('metric_check', 'sometimes'), ('lr_candidates', []),
+    ('lr_candidates', [1e-3, -1]), ('joint_iters', -1), ('joint_iters', 2.5),
+    ('joint_lr', 0), ('joint_lr', '1e-4')])
+def test_bad_loop_arguments_name_the_config_key(key, value):
+    """A FastSNNError, so tools/train.py ends in one 'error: ...' line."""
+    from fastsnn_mm.errors import BadArgumentError
+    loop_mod._check_args(**GOOD_ARGS)  # the demo configs' values pass
+    with pytest.raises(BadArgumentError, match=f'train_cfg.{key} must be'):
+        loop_mod._check_args(**dict(GOOD_ARGS, **{key: value}))

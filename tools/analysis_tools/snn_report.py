@@ -28,7 +28,8 @@ from fastsnn_mm.errors import FastSNNError
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
                                      load_config)
-from fastsnn_mm.utils.safe_checkpoint import load_checkpoint_file
+from fastsnn_mm.utils.checkpoint_check import (check_checkpoint_fits,
+                                               read_state_dict)
 
 
 def parse_args(argv=None):
@@ -62,15 +63,14 @@ def parse_args(argv=None):
 def read_finetuned(path):
     """(path, SNN settings, weights) of a fine-tuned SNN checkpoint."""
     try:
-        ckpt = load_checkpoint_file(path, map_location='cpu')
+        state, meta = read_state_dict(path)
     except FastSNNError as err:
         fail(str(err))
-    snn = ckpt.get('meta', {}).get('snn') if isinstance(ckpt, dict) else None
-    if not snn or 'state_dict' not in ckpt:
+    if not meta.get('snn'):
         fail(f'--finetuned {path} is not a fine-tuned SNN checkpoint (no '
              'meta.snn): pass the snn_finetuned_<neuron>_T<T>.pth that '
              'LayerwiseFinetuneLoop wrote to its work dir')
-    return path, snn, ckpt['state_dict']
+    return path, meta['snn'], state
 
 
 def build_runner(args):
@@ -88,17 +88,6 @@ def build_runner(args):
              'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
              'FastSNNEncoderDecoder)')
     return runner, model
-
-
-def load_weights(model, weights, path):
-    """Load a fine-tuned SNN's weights into its converted model; a file
-    made for another architecture fails with the keys that do not fit."""
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        fail(f'--finetuned {path} does not fit this config\'s model: '
-             f'missing {sorted(missing)[:5]}, unexpected '
-             f'{sorted(unexpected)[:5]}; pass the config and the QANN '
-             'checkpoint the fine-tuning started from')
 
 
 def first_batches(runner, model, num):
@@ -141,12 +130,15 @@ def main(argv=None):
         label = f'{neuron} fine-tuned'
         log(f'[snn_report 3/4] fine-tuned SNN {path}: {neuron} neuron, '
             f'T={T}')
+        try:  # every key must fit the QANN it was tuned from
+            check_checkpoint_fits(qann, path, 'test')
+        except FastSNNError as err:
+            fail(f'--finetuned: {err}')
         tuned = copy.deepcopy(qann)
-        tuned.to_snn(timesteps=T, neuron=neuron)
-        load_weights(tuned, weights, path)
+        for net in (tuned, model):
+            net.to_snn(timesteps=T, neuron=neuron)
+            net.load_state_dict(weights, strict=False)  # fit checked above
         stats[label] = collect_layer_stats(qann, tuned, batches)
-        model.to_snn(timesteps=T, neuron=neuron)
-        load_weights(model, weights, path)
         results.append(dict(model='SNN fine-tuned', neuron=neuron, T=T,
                             **runner.test()))
 

@@ -43,6 +43,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, set_random_seed
 
 from ...analysis import collect_layer_stats
+from ...errors import BadArgumentError
 from ...registry import LOOPS
 from ...utils.atomic import atomic_write
 from .finetune_progress import (REPORT_FILE, find_resume_checkpoint,
@@ -65,6 +66,44 @@ def _reduce(value, op='mean'):
     t = torch.tensor([float(value)], dtype=torch.float64)
     all_reduce(t, op=op)  # in place; a no-op without a process group
     return t.item()
+
+
+def _copy(params):
+    """Detached copies of ``params``, to go back to with :func:`_put`."""
+    return [p.detach().clone() for p in params]
+
+
+@torch.no_grad()
+def _put(params, values):
+    for p, v in zip(params, values):
+        p.copy_(v)
+
+
+def _check_args(iters_per_layer, surrogate, metric_check, lr_candidates,
+                joint_iters, joint_lr):
+    """One error naming the ``train_cfg`` key and what it takes."""
+    def bad(key, want, got):
+        raise BadArgumentError(f'train_cfg.{key} must be {want}, got {got!r}:'
+                               f' set train_cfg.{key} in the config or with '
+                               '--cfg-options')
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if not isinstance(iters_per_layer, int) or iters_per_layer < 1:
+        bad('iters_per_layer', 'an integer >= 1', iters_per_layer)
+    if surrogate not in SURROGATES:
+        bad('surrogate', f'one of {SURROGATES}', surrogate)
+    if metric_check not in METRIC_CHECKS:
+        bad('metric_check', f'one of {METRIC_CHECKS}', metric_check)
+    if lr_candidates is not None and (
+            not isinstance(lr_candidates, (list, tuple)) or not lr_candidates
+            or not all(number(lr) and lr > 0 for lr in lr_candidates)):
+        bad('lr_candidates', 'a non-empty list of positive learning rates',
+            lr_candidates)
+    if not isinstance(joint_iters, int) or joint_iters < 0:
+        bad('joint_iters', 'an integer >= 0', joint_iters)
+    if joint_lr is not None and not (number(joint_lr) and joint_lr > 0):
+        bad('joint_lr', 'a positive learning rate or None', joint_lr)
 
 
 def pick_metric(metrics, key=None):
@@ -123,17 +162,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
                  joint_iters=0, joint_lr=None, evaluate=True,
                  log_interval=10):
         super().__init__(runner, dataloader)
-        if int(iters_per_layer) < 1:
-            raise ValueError(f'iters_per_layer must be >= 1, got {iters_per_layer}')
-        if surrogate not in SURROGATES:
-            raise ValueError(f'surrogate must be one of {SURROGATES}, got {surrogate!r}')
-        if metric_check not in METRIC_CHECKS:
-            raise ValueError(f'metric_check must be one of {METRIC_CHECKS}, '
-                             f'got {metric_check!r}')
-        if lr_candidates is not None and (
-                not lr_candidates or any(float(lr) <= 0 for lr in lr_candidates)):
-            raise ValueError('lr_candidates must be a non-empty list of '
-                             f'positive learning rates, got {lr_candidates!r}')
+        _check_args(iters_per_layer=iters_per_layer, surrogate=surrogate,
+                    metric_check=metric_check, lr_candidates=lr_candidates,
+                    joint_iters=joint_iters, joint_lr=joint_lr)
         self.iters_per_layer = int(iters_per_layer)
         self.snn_kwargs = dict(timesteps=timesteps, neuron=neuron)
         self.lr_candidates = None if lr_candidates is None else [
@@ -145,10 +176,6 @@ class LayerwiseFinetuneLoop(BaseLoop):
         self.metric_key = metric_key
         self.metric_batches = metric_batches
         self.tune_output = tune_output
-        if int(joint_iters) < 0:
-            raise ValueError(f'joint_iters must be >= 0, got {joint_iters}')
-        if joint_lr is not None and float(joint_lr) <= 0:
-            raise ValueError(f'joint_lr must be positive, got {joint_lr}')
         self.joint_iters = int(joint_iters)
         self.joint_lr = None if joint_lr is None else float(joint_lr)
         self.evaluate = evaluate
@@ -294,12 +321,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         ids = {id(p) for p in params}
         for p in model.parameters():
             p.requires_grad_(id(p) in ids)
-        saved = [p.detach().clone() for p in params]
-
-        def put(values):
-            with torch.no_grad():
-                for p, v in zip(params, values):
-                    p.copy_(v)
+        saved = _copy(params)
 
         def score(res):  # lower is better
             return res[0] if res[1] is None else res[1]
@@ -307,7 +329,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         before = self._heldout(model, qann, name, held, quant_relu)
         best, best_res, best_lr, tried = None, before, None, []
         for lr in self.lr_candidates or [None]:
-            put(saved)
+            _put(params, saved)
             self._train_group(k, label, model, qann, name, params, lr,
                               quant_relu, clock)
             res = self._heldout(model, qann, name, held, quant_relu)
@@ -316,9 +338,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
             better = score(res) < score(best_res) or (
                 not self.keep_best and best is None)
             if better:
-                best = [p.detach().clone() for p in params]
+                best = _copy(params)
                 best_res, best_lr = res, lr_used
-        put(best if best is not None else saved)
+        _put(params, best if best is not None else saved)
         reverted, why = best is None, 'held-out score' if best is None else ''
 
         metric_before = metric_after = state['metric']
@@ -327,7 +349,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         if judge and best is not None and metric_before is not None:
             metric_after = self._metric(model, metric_batches)
             if metric_after < metric_before:
-                put(saved)
+                _put(params, saved)
                 reverted, why = True, 'task metric'
             else:
                 state['metric'] = metric_after
@@ -364,7 +386,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         params = list(model.parameters())
         for p in params:
             p.requires_grad_(True)
-        saved = [p.detach().clone() for p in params]
+        saved = _copy(params)
         with torch.no_grad():
             before = _reduce(torch.stack(
                 [output_loss(model, qann, x) for x in held]).mean())
@@ -389,9 +411,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
         else:
             worse = after > before
         if worse:
-            with torch.no_grad():
-                for p, v in zip(params, saved):
-                    p.copy_(v)
+            _put(params, saved)
         elif metric_before is not None:
             state['metric'] = metric_after
         why = ('task metric' if metric_before is not None else
