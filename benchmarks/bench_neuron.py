@@ -29,13 +29,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from core_import import import_core  # noqa: E402
 from results import add_results_arg, environment, record  # noqa: E402
+from timing import Timer  # noqa: E402
 
 #: the neurons' own margin, so the official-style loop decides alike
 NEG_EPS = 1e-6
@@ -114,26 +114,6 @@ def variants(T, x, theta, device, args):
             return node(x)
         out[label] = (sj_run, False, 'spikes')
     return out
-
-
-class Timer:
-    """Wall time of one call in ms; CUDA events on a GPU."""
-
-    def __init__(self, device):
-        self.cuda = torch.device(device).type == 'cuda'
-
-    def __call__(self, fn):
-        if self.cuda:
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
 
 
 def measure(T, args):

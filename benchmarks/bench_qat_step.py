@@ -19,7 +19,6 @@ import copy
 import os
 import statistics
 import sys
-import time
 
 import torch
 from torch import nn
@@ -27,6 +26,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from core_import import import_core  # noqa: E402
 from results import add_results_arg, environment, record  # noqa: E402
+from timing import Timer  # noqa: E402
 
 import_core()
 from fastsnn_mm.models.backbones import QVGG, QResNet  # noqa: E402
@@ -93,21 +93,6 @@ def step_fn(model, x, y, amp=False, quant_kernel=None):
     return step
 
 
-def timed(step, cuda: bool):
-    """Seconds of one step; between CUDA events on a GPU."""
-    if cuda:
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
-    t = time.perf_counter()
-    step()
-    return time.perf_counter() - t
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--arch', default='resnet18', choices=['resnet18', 'vgg11'])
@@ -158,9 +143,10 @@ def main(argv=None):
         for s in steps.values():
             s()
     times = {k: [] for k in steps}
+    timer = Timer(device)
     for _ in range(args.repeats):
         for k, s in steps.items():
-            times[k].append(timed(s, cuda))
+            times[k].append(timer(s) / 1e3)  # seconds
     for k, s in steps.items():
         loss = s()
         if not torch.isfinite(loss):

@@ -50,6 +50,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from core_import import import_core  # noqa: E402
 from results import add_results_arg, environment, record  # noqa: E402
+from timing import Timer  # noqa: E402
 
 
 MEMORY_CASES = ('qann', 'streaming', 'streaming-whole-batch', 'folded',
@@ -327,27 +328,6 @@ CUDA_PLANS = (
     ('all T folded', lambda T: dict(mode='folded', time_chunk=T)),
     ('streaming', lambda T: dict(mode='streaming')),
 )
-
-
-class Timer:
-    """Milliseconds of one call: between two CUDA events on a GPU, by the
-    wall clock elsewhere."""
-
-    def __init__(self, device):
-        self.cuda = torch.device(device).type == 'cuda'
-
-    def __call__(self, fn):
-        if not self.cuda:
-            t0 = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t0) * 1e3
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
 
 
 def paired_timed(base, other, repeats, device, warmup=3):
