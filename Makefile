@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 DATA := data/synthetic_voc
 
-.PHONY: install data demo demo-seg test bench gpu-wheels clean
+.PHONY: install data demo demo-seg test lint bench gpu-wheels clean
 
 install:
 	bash tools/install.sh
@@ -36,6 +36,10 @@ gpu-wheels:
 
 test: install
 	$(PY) -m pytest tests
+
+# pyflakes, pycodestyle, import order (settings in pyproject.toml)
+lint: install
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf work_dirs outputs

@@ -80,11 +80,20 @@ def spikingjelly_nodes(theta: float, device):
     return nodes
 
 
+def compiled_reference(th, T):
+    """``torch.compile`` of the signed reference loop for T steps (the
+    compile step of ``run_gpu.sh`` builds the same one, so this run finds
+    it in the compile caches)."""
+    from fastsnn_mm.spiking.functional import if_loop
+    return torch.compile(lambda xs: if_loop(xs, th, True, False, T) * th,
+                         dynamic=False)
+
+
 def variants(T, x, theta, device, args):
     """{label: (callable returning the update's output, sign rule, output
     kind)}; kind 'scaled' = spike x theta, 'spikes' = spikes only."""
     from fastsnn_mm.spiking import IFNeuron, SignedIFNeuron, timestep_context
-    from fastsnn_mm.spiking.neurons import if_loop
+    from fastsnn_mm.spiking.functional import if_loop
     B = x.shape[1]
     folded = x.reshape(T * B, *x.shape[2:])
     th = torch.tensor([theta], device=device)
@@ -104,8 +113,7 @@ def variants(T, x, theta, device, args):
     out['official-code style loop, signed'] = (
         lambda: official_style_signed(x, th, T), True, 'scaled')
     if args.compile:
-        compiled = torch.compile(
-            lambda xs: if_loop(xs, th, True, False, T) * th, dynamic=False)
+        compiled = compiled_reference(th, T)
         out['torch.compile(reference loop), signed'] = (
             lambda: compiled(x), True, 'scaled')
     for label, node in args.sj_nodes.items():
@@ -157,7 +165,8 @@ def measure(T, args):
                 times[k].append(timer(fn))
     out = {k: (statistics.median(v), min(v), max(v), same[k])
            for k, v in times.items()}
-    out.update({k: (float('nan'), ) * 3 + (why, ) for k, why in failed.items()})
+    out.update({k: (float('nan'), ) * 3 + (why, )
+                for k, why in failed.items()})
     return out
 
 

@@ -11,7 +11,8 @@ under ``torch.autocast`` (bfloat16). The table also goes to
 benchmarks/RESULTS.md (``--results``).
 
     python benchmarks/bench_qat_step.py --arch resnet18 --batch 32 --bits 3
-    python benchmarks/bench_qat_step.py --device cuda --size 32 --batch 128 --amp
+    python benchmarks/bench_qat_step.py --device cuda --size 32 --batch 128 \
+        --amp
 """
 import argparse
 import contextlib

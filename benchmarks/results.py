@@ -40,10 +40,23 @@ SECTIONS = {
     'snn_memory': (
         'SNN against the QANN: peak memory',
         'Peak working memory of one inference (`benchmarks/bench_snn.py`).'),
+    'snn_peer': (
+        'Whole network against SpikingJelly',
+        'The same converted QResNet-18 (3-bit, unsigned IF) run by us and '
+        'as a SpikingJelly 2.0 multi-step network, same T, same input '
+        '(`benchmarks/bench_snn.py --peer spikingjelly`); "outputs equal" '
+        'compares the two networks\' outputs averaged over T.'),
+    'spike_dtype': (
+        'Spike-reading layers in low precision',
+        'wall(SNN) / (T x wall(QANN float32)) with the convs that read '
+        'spikes in int8 / bfloat16 (`benchmarks/bench_spike_dtype.py`; '
+        '`spike_dtype` of `convert_to_snn`), what that changes against the '
+        'float32 SNN, and the time per spike-reading conv.'),
     'qat_step': (
         'QAT train step against the ReLU step',
         'Median train-step time (forward, backward, SGD step) of the same '
-        'network with QuantReLU and with ReLU (`benchmarks/bench_qat_step.py`).'),
+        'network with QuantReLU and with ReLU '
+        '(`benchmarks/bench_qat_step.py`).'),
 }
 
 #: Where no GPU row exists yet, RESULTS.md says so instead of a number.

@@ -1,20 +1,15 @@
 # Fast-SNN step 3 for DeepLabV3 on Cityscapes: the 2-bit QANN of
 # deeplab_fastsnn_cityscapes_2bit.py as a signed-IF SNN at T = 3, tuned
-# layer by layer against the QANN; saved as
-# <work_dir>/snn_finetuned_signed_T3.pth.
+# layer by layer against the QANN (_base_/schedules/layerwise_finetune.py);
+# saved as <work_dir>/snn_finetuned_signed_T3.pth.
 #   python tools/train.py configs/deeplab_fastsnn_cityscapes_2bit_layerwise.py
-_base_ = './deeplab_fastsnn_cityscapes_2bit.py'
+_base_ = [
+    './deeplab_fastsnn_cityscapes_2bit.py',
+    './_base_/schedules/layerwise_finetune.py',
+]
 
 load_from = 'work_dirs/deeplab_fastsnn_cityscapes_2bit/iter_80000.pth'
-# the paper's loop; train_cfg.joint_iters=N adds the joint stage (README)
-train_cfg = dict(
-    _delete_=True,
-    type='LayerwiseFinetuneLoop',
-    timesteps=3,
-    neuron='signed')
-# the paper's fine-tuning optimiser
+train_cfg = dict(_delete_=True, **_base_.layerwise_train_cfg)
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4))
+    _delete_=True, type='OptimWrapper', **_base_.layerwise_optim_wrapper)
 param_scheduler = []

@@ -3,7 +3,8 @@
 # over; quant.bits re-bits every QuantReLU) for a short schedule at a tenth
 # of the from-scratch lr.
 #   python tools/train.py configs/deeplab_fastsnn_synthetic_2bit.py \
-#       --cfg-options load_from=work_dirs/deeplab_fastsnn_synthetic/iter_800.pth
+#       --cfg-options \
+#       load_from=work_dirs/deeplab_fastsnn_synthetic/iter_800.pth
 _base_ = ['./deeplab_fastsnn_synthetic.py']
 
 model = dict(quant=dict(bits=2))

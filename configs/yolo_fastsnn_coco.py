@@ -7,6 +7,7 @@ _base_ = [
     './_base_/models/yolo_fastsnn_tiny.py',
     'mmdet::_base_/datasets/coco_detection.py',
     './_base_/datasets/yolo_416_pipelines.py',
+    './_base_/schedules/yolo_qat_adamw.py',
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['fastsnn_mm'], allow_failed_imports=False)
@@ -27,15 +28,9 @@ val_dataloader = dict(
     batch_size=8, num_workers=4, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# _base_/schedules/yolo_qat_adamw.py, longer, with a longer warm-up
 max_epochs = 60
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=5e-4),
-    clip_grad=dict(max_norm=35, norm_type=2))
+train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=2000),
@@ -44,6 +39,5 @@ param_scheduler = [
 ]
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 # random states go into each checkpoint, so --resume repeats an unbroken run
 custom_hooks = [dict(type='RandomStateHook')]

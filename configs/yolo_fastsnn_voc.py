@@ -12,6 +12,7 @@ _base_ = [
     './_base_/models/yolo_fastsnn_tiny.py',
     './_base_/datasets/voc0712_det.py',
     './_base_/datasets/yolo_416_pipelines.py',
+    './_base_/schedules/yolo_qat_adamw.py',
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['fastsnn_mm'], allow_failed_imports=False)
@@ -46,24 +47,10 @@ val_dataloader = dict(
     batch_size=8, num_workers=4, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_epochs = 40  # of the 3x repeated 07+12 trainval
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=5)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=5e-4),
-    clip_grad=dict(max_norm=35, norm_type=2))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=1000),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
-         eta_min=1e-5)
-]
+# 40 epochs of the 3x repeated 07+12 trainval:
+# _base_/schedules/yolo_qat_adamw.py
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 load_from = 'work_dirs/yolo_fastsnn_voc_4bit/epoch_40.pth'
 # random states go into each checkpoint, so --resume repeats an unbroken run
 custom_hooks = [dict(type='RandomStateHook')]

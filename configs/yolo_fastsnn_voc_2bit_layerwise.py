@@ -1,19 +1,14 @@
 # Fast-SNN step 3 for the Tiny-YOLO detector: convert the 2-bit QANN of
 # yolo_fastsnn_voc_2bit.py to a signed-IF SNN at T = 3 and tune it layer
-# by layer against the QANN; the tuned SNN is saved as
-# <work_dir>/snn_finetuned_signed_T3.pth.
+# by layer against the QANN (_base_/schedules/layerwise_finetune.py); the
+# tuned SNN is saved as <work_dir>/snn_finetuned_signed_T3.pth.
 #   python tools/train.py configs/yolo_fastsnn_voc_2bit_layerwise.py
-_base_ = ['./yolo_fastsnn_voc_2bit.py']
+_base_ = [
+    './yolo_fastsnn_voc_2bit.py',
+    './_base_/schedules/layerwise_finetune.py',
+]
 
 load_from = 'work_dirs/yolo_fastsnn_voc_2bit/epoch_12.pth'
-# the paper's loop; train_cfg.joint_iters=N adds the joint stage (README)
-train_cfg = dict(
-    _delete_=True,
-    type='LayerwiseFinetuneLoop',
-    timesteps=3,
-    neuron='signed')
-# the paper's fine-tuning optimiser
-optim_wrapper = dict(
-    _delete_=True,
-    optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4))
+train_cfg = dict(_delete_=True, **_base_.layerwise_train_cfg)
+optim_wrapper = dict(_delete_=True, **_base_.layerwise_optim_wrapper)
 param_scheduler = []

@@ -40,6 +40,12 @@ class MissingPackageError(FastSNNError, ImportError):
     """A config needs an mm task package that is not installed."""
 
 
+class UnconvertibleModelError(FastSNNError, TypeError):
+    """The model holds modules with no spiking equivalent. Here, not in the
+    converter, because quantization's ``make_convertible`` refuses the same
+    way before QAT, and it sits below the converter."""
+
+
 def check_int(name: str, value, low: int, high: int = None,
               hint: str = '') -> int:
     """``value`` if it is an int in [low, high], else one clear error.

@@ -33,15 +33,31 @@ def finetune_cfg(data_root, work_dir, ckpt, world_size=1, **loop):
     return cfg
 
 
-def main(data_root, ckpt, work_dir, out):
-    """One rank of a two-process run; rank 0 saves the tuned weights."""
+def train_tiny_qann(data_root, work_dir):
+    """A 2-bit tiny QResNet trained well enough that harm shows in top-1;
+    returns its checkpoint."""
+    from mmengine.runner import Runner
+    cfg = tiny_cls_config(data_root, work_dir)
+    cfg.model.quant = dict(bits=2, alpha=2.0)
+    cfg.train_cfg.max_epochs = 6
+    cfg.train_cfg.val_interval = 6
+    Runner.from_cfg(cfg).train()
+    return os.path.join(work_dir, 'epoch_6.pth')
+
+
+def main(data_root, ckpt, work_dir, out, loop='{}'):
+    """One rank of a two-process run; rank 0 saves the tuned weights.
+    ``loop``: train_cfg overrides as JSON."""
+    import json
+
     import torch.distributed as dist
     from mmengine.runner import Runner
+
     import fastsnn_mm  # noqa: F401
     torch.set_num_threads(1)
     dist.init_process_group('gloo')
     cfg = finetune_cfg(data_root, work_dir, ckpt,
-                       world_size=dist.get_world_size())
+                       world_size=dist.get_world_size(), **json.loads(loop))
     cfg.launcher = 'pytorch'
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
                                  device_ids=None)
@@ -54,4 +70,4 @@ def main(data_root, ckpt, work_dir, out):
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:6])

@@ -1,4 +1,5 @@
-"""tools/train.py --amp: mmengine's AmpOptimWrapper, as mmdet's train script."""
+"""tools/train.py --amp: mmengine's AmpOptimWrapper, as mmdet's train
+script."""
 import importlib.util
 import os
 import sys
@@ -8,7 +9,8 @@ import torch
 from mmengine.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, 'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py')
+CONFIG = os.path.join(REPO,
+                      'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py')
 
 
 def train_module():

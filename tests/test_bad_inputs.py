@@ -8,19 +8,25 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, tiny_cls_config
 from torch import nn
 
 import fastsnn_mm  # noqa: F401  (registers modules)
 from fastsnn_mm import QuantReLU, convert_to_snn, quantize_model
-from fastsnn_mm.errors import (BadArgumentError, BadInputError,
-                               CheckpointError, DataError, FastSNNError,
-                               MissingFileError)
+from fastsnn_mm.errors import (
+    BadArgumentError,
+    BadInputError,
+    CheckpointError,
+    DataError,
+    FastSNNError,
+    MissingFileError,
+)
 from fastsnn_mm.spiking import UnconvertibleModelError
 from fastsnn_mm.utils import UnsafeCheckpointError
-from fastsnn_mm.utils.checkpoint_check import (check_checkpoint_fits,
-                                               read_state_dict)
-
-from conftest import REPO, tiny_cls_config
+from fastsnn_mm.utils.checkpoint_check import (
+    check_checkpoint_fits,
+    read_state_dict,
+)
 
 
 def qnet(bits=3, pool=None):
@@ -193,12 +199,12 @@ def test_nan_or_inf_input_is_refused_not_spiked(value, mode):
 def test_input_check_runs_once_per_batch(monkeypatch):
     """One check (one host sync) per batch, also when the runner cuts the
     batch into slices or the steps into chunks."""
-    from fastsnn_mm.spiking import runner
+    from fastsnn_mm.spiking import plan, runner
     calls = []
     real = runner.check_snn_input
     monkeypatch.setattr(runner, 'check_snn_input',
                         lambda m, x: calls.append(x.shape) or real(m, x))
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 4096)  # force slices
+    monkeypatch.setattr(plan, 'FOLD_BYTES', 4096)  # force slices
     snn = convert_to_snn(qnet(), time_chunk=None)
     snn(torch.rand(6, 3, 8, 8))
     assert calls == [(6, 3, 8, 8)]
@@ -224,7 +230,7 @@ def test_training_mode_model_converts_for_inference_and_says_so(capsys):
         snn = convert_to_snn(net, timesteps=3)
     assert not snn.training and not any(m.training for m in snn.modules())
     assert net.training  # the caller's model (a copy was converted) as it was
-    line = [l for l in lines if 'running as an SNN' in l]
+    line = [ln for ln in lines if 'running as an SNN' in ln]
     assert len(line) == 1
     assert 'T=3, neuron=signed, mode=folded, 2 neuron layers' in line[0]
     assert 'was in training mode' in line[0] and 'eval mode' in line[0]
@@ -261,14 +267,14 @@ def test_load_from_another_bit_width_is_allowed_and_logged(tmp_path):
     with _captured(logger) as lines:
         found = check_checkpoint_fits(qnet(bits=3), path, 'load_from')
     assert (found['bits_then'], found['bits_now']) == (4, 3)
-    assert any('trained at 4 bits, this model has 3' in l and
-               'progressive QAT' in l for l in lines), lines
+    assert any('trained at 4 bits, this model has 3' in line and
+               'progressive QAT' in line for line in lines), lines
     # a full-precision start is allowed too, and points at the hook
     fp = str(tmp_path / 'fp32.pth')
     _full_precision(fp, None)
     with _captured(logger) as lines:
         check_checkpoint_fits(qnet(), fp, 'load_from')
-    assert any('QuantAlphaCalibrationHook' in l for l in lines), lines
+    assert any('QuantAlphaCalibrationHook' in line for line in lines), lines
     # an SNN checkpoint (thresholds) fits its QANN (clips) and back
     snn_state = convert_to_snn(qnet()).module.state_dict()
     torch.save({'state_dict': snn_state}, fp)
@@ -451,7 +457,7 @@ def _shrink(root):
 def _assert_one_line(code, err, *words):
     assert code == 2, err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error: '), err[-3000:]
     for word in words:
         assert word in lines[0], (word, lines[0])
@@ -463,6 +469,7 @@ def run_tool(monkeypatch, capsys):
     a subprocess takes longer than the checks); returns (exit code,
     stderr). An exception that escapes the tool fails the test."""
     import runpy
+
     from fastsnn_mm.utils import allocator
     monkeypatch.setattr(allocator, 'retain_freed_memory', lambda: True)
     monkeypatch.chdir(REPO)

@@ -1,5 +1,6 @@
 """The benchmark scripts' record (RESULTS.md) and the GPU run's script,
 exercised on the CPU with tiny sizes (no timings are asserted)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -135,6 +136,119 @@ def test_run_gpu_script_dry_run_on_cpu(tmp_path):
     bad = run_gpu_script(tmp_path / 'bad', '--device', 'cpu', '--steps',
                          'neuron,nope')
     assert bad.returncode == 2 and 'unknown step nope' in bad.stderr
+
+
+def test_run_gpu_script_says_how_to_get_missing_wheels(tmp_path):
+    """A Python without mmengine and no wheels: stopped before any step,
+    with the command that makes the wheels."""
+    bare = tmp_path / 'python'
+    # the interpreter without site-packages: nothing of the venv imports
+    bare.write_text(f'#!/bin/sh\nexec {sys._base_executable} -S "$@"\n')
+    bare.chmod(0o755)
+    env = dict(os.environ, OUT=str(tmp_path / 'out'), PYTHON=str(bare),
+               FASTSNN_GPU_WHEELS=str(tmp_path / 'no-wheels'))
+    run = subprocess.run(['bash', 'benchmarks/run_gpu.sh', '--device', 'cpu'],
+                         cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert 'mmengine' in run.stdout and 'make gpu-wheels' in run.stdout
+    assert 'step:' not in run.stdout
+
+
+def test_parallel_pytest_splits_tests_and_reports_failures(tmp_path,
+                                                            capsys):
+    import parallel_pytest
+    assert parallel_pytest.split(list('abcdefg'), 3) == [
+        list('abc'), list('de'), list('fg')]
+    assert parallel_pytest.split(['a'], 4) == [['a']]
+    (tmp_path / 'test_ok.py').write_text(
+        'def test_a():\n    pass\n\n\ndef test_b():\n    pass\n')
+    (tmp_path / 'test_none.py').write_text(
+        'import pytest\n\n\n@pytest.mark.cuda\ndef test_c():\n    pass\n')
+    (tmp_path / 'test_bad.py').write_text('def test_d():\n    assert 0\n')
+    (tmp_path / 'test_broken.py').write_text('import no_such_module\n')
+    opts = ['-q', '-p', 'no:cacheprovider', '-m', 'not cuda', '--rootdir',
+            str(tmp_path)]
+    files = [str(tmp_path / f'test_{n}.py') for n in ('ok', 'none')]
+    assert parallel_pytest.main(opts + ['--'] + files) == 0
+    assert '2 tests in' in capsys.readouterr().out
+    assert parallel_pytest.main(
+        opts + ['--', str(tmp_path / 'test_bad.py')]) == 1
+    assert parallel_pytest.main(
+        opts + ['--'] + files + [str(tmp_path / 'test_broken.py')]) == 1
+    assert 'no_such_module' in capsys.readouterr().out
+
+
+def fake_run(bench, columns, rows, setting='s', kind='cuda',
+             date='2026-12-02 10:05 UTC'):
+    return dict(bench=bench, env=dict(kind=kind, date=date, device='d'),
+                setting=setting, columns=columns, rows=rows, notes=[])
+
+
+def test_targets_table_judges_this_calls_rows():
+    import targets
+    data = {'runs': [
+        fake_run('snn_time', ['T', 'plan', 'SNN / (T x QANN), median'],
+                 [['3', 'default plan', '0.80'], ['15', 'default plan',
+                                                  '1.20'],
+                  ['3', 'streaming', '3.0']]),
+        fake_run('snn_memory', ['case', 'working (MiB)', 'working / QANN'],
+                 [['QANN', '10', '1.00'], ['default plan', '14', '1.40']]),
+        fake_run('qat_step', ['model', '/ ReLU (fp32) step'],
+                 [['fp32', '1.000'], ['qat 3-bit', '1.100'],
+                  ['qat 3-bit, torch path', '1.9']]),
+        fake_run('snn_peer', ['T', 'SpikingJelly / ours, median',
+                              'outputs equal'],
+                 [['3', '1.50', 'yes (bit-identical)']]),
+        # an older run and a CPU run: not this call's
+        fake_run('neuron', ['variant', 'T=3 (ms)'], [['ours, signed', '9']],
+                 date='2026-12-01 00:00 UTC'),
+        fake_run('snn_time', ['T', 'plan', 'SNN / (T x QANN), median'],
+                 [['3', 'default plan', '9.0']], kind='cpu'),
+    ]}
+    lines = targets.judge(data, '2026-12-02 10:00 UTC', 'cuda')
+    met = {(line[0], line[2]): line[-1] for line in lines}
+    assert met[('SNN time / (T x QANN)', 'T=3, default plan')] is True
+    assert met[('SNN time / (T x QANN)', 'T=15, default plan')] is False
+    assert met[('SNN peak memory / QANN', 'default plan / QANN')] is True
+    assert met[('QAT step / ReLU step', 'qat 3-bit')] is True
+    assert met[('network vs SpikingJelly', 'T=3, outputs')] is True
+    assert met[('neuron update vs SpikingJelly', '-')] is None
+    assert len([k for k in met if k[0].startswith('SNN time')]) == 2
+    text = targets.render(lines)
+    assert '5 met, 1 missed, 1 not measured' in text
+
+
+@pytest.mark.skipif(importlib.util.find_spec('spikingjelly') is None,
+                    reason='SpikingJelly is a benchmark-only extra')
+def test_spikingjelly_runs_our_converted_network_to_the_same_bits(
+        one_thread):
+    """The peer network of ``bench_snn.py --peer spikingjelly``: our
+    weights and thresholds in SpikingJelly's multi-step IF nodes and
+    containers give our unsigned SNN's output bit for bit."""
+    import peer_spikingjelly as peer
+    from bench_net import build
+
+    from fastsnn_mm import convert_to_snn
+    net = build(8, 3)
+    for i, m in enumerate(m for m in net.modules() if hasattr(m, 'alpha')):
+        m.alpha.data.fill_(0.5 + i / 20)  # a threshold per layer
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        for T in (1, 4):
+            ours = convert_to_snn(net, timesteps=T, neuron='unsigned')
+            sj = peer.spikingjelly_network(ours.module)
+            nodes = [m for m in sj.modules()
+                     if isinstance(m, peer.ScaledIFNode)]
+            assert len(nodes) == len(
+                [m for m in net.modules() if hasattr(m, 'alpha')])
+            out = peer.run_spikingjelly(sj, x, T)
+            assert peer.agreement(out, ours(x)) == 'yes (bit-identical)'
+            # a second batch starts from a fresh state
+            assert torch.equal(peer.run_spikingjelly(sj, x, T), out)
+        signed = convert_to_snn(net, timesteps=3)
+        with pytest.raises(SystemExit, match='unsigned'):
+            peer.spikingjelly_network(signed.module)
 
 
 @pytest.mark.cuda

@@ -3,8 +3,14 @@ import pytest
 import torch
 from torch import nn
 
-from fastsnn_mm import (IFNeuron, QuantReLU, SignedIFNeuron, SpikingNetwork,
-                        UnconvertibleModelError, convert_to_snn)
+from fastsnn_mm import (
+    IFNeuron,
+    QuantReLU,
+    SignedIFNeuron,
+    SpikingNetwork,
+    UnconvertibleModelError,
+    convert_to_snn,
+)
 from fastsnn_mm.models.backbones import QResNet
 from fastsnn_mm.spiking.fold_bn import FoldedConv2d
 
@@ -128,3 +134,42 @@ def test_weight_quantized_layers_are_baked():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert (snn(x) - net(x)).abs().mean() < 0.2 * net(x).abs().mean()
+
+
+def test_copy_keyword_and_the_old_inplace_refused():
+    from fastsnn_mm.errors import BadArgumentError
+    net = randomised(SmallResNet())
+    snn = convert_to_snn(net)  # copy=True: the QANN is left as it was
+    assert snn.module is not net
+    assert any(isinstance(m, QuantReLU) for m in net.modules())
+    with pytest.raises(BadArgumentError, match=r'copy=False for inplace=True'):
+        convert_to_snn(net, inplace=True)
+    with pytest.raises(TypeError, match='timestep'):
+        convert_to_snn(net, timestep=3)
+    with pytest.raises(TypeError):  # keyword only: no silent flip of sense
+        convert_to_snn(net, None, 'signed', 'folded', (), False)
+    same = convert_to_snn(net, copy=False)
+    assert same.module is net
+    assert not any(isinstance(m, QuantReLU) for m in net.modules())
+
+
+def test_per_step_normalisation_is_refused_by_path():
+    """GroupNorm / LayerNorm / InstanceNorm normalise each time step by its
+    own statistics (FCOS heads use GroupNorm): refused, not converted."""
+    import pytest
+    from torch import nn
+
+    from fastsnn_mm.quantization import QuantReLU
+    from fastsnn_mm.spiking import (
+        UnconvertibleModelError,
+        convert_to_snn,
+        find_unconvertible,
+    )
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4),
+                        QuantReLU(bits=2), nn.Conv2d(4, 4, 1),
+                        nn.InstanceNorm2d(4), QuantReLU(bits=2))
+    found = find_unconvertible(net)
+    assert [(p, t) for p, t, _ in found] == [('1', 'GroupNorm'),
+                                              ('4', 'InstanceNorm2d')]
+    with pytest.raises(UnconvertibleModelError, match='1: GroupNorm'):
+        convert_to_snn(net, timesteps=3)

@@ -10,15 +10,21 @@ import os
 
 import pytest
 import torch
+from test_converter import SmallResNet, randomised
 from torch import nn
 
 from fastsnn_mm import QuantReLU, convert_to_snn, quantize_model
+from fastsnn_mm.spiking import plan as planning
 from fastsnn_mm.spiking import runner
-from fastsnn_mm.spiking.functional import (NEG_EPS, backend_for, if_loop,
-                                           if_step, new_state)
-from fastsnn_mm.spiking.runner import PassPlan, plan_for
-
-from test_converter import SmallResNet, randomised
+from fastsnn_mm.spiking.functional import (
+    NEG_EPS,
+    backend_for,
+    if_loop,
+    if_step,
+    neg_threshold,
+    new_state,
+)
+from fastsnn_mm.spiking.plan import PassPlan, plan_for
 
 
 def conv_net(bits=3):
@@ -179,15 +185,22 @@ SHAPE = dict(step_bytes=8 * 1024, state_bytes=40 * 1024, sliceable=True)
 
 
 def test_cpu_plan_is_the_byte_budget_plan(monkeypatch):
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 60 * 1024)
+    monkeypatch.setattr(planning, 'FOLD_BYTES', 60 * 1024)
     # 2 images x 7 steps x 8 KiB = 112 KiB > 60: one image a slice
     assert plan_for('cpu', 'folded', 7, 2, SHAPE) == PassPlan(7, 1, 3)
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 40 * 1024)
+    monkeypatch.setattr(planning, 'FOLD_BYTES', 40 * 1024)
     # not even one image x 7 steps: the whole batch in 2-step chunks
     assert plan_for('cpu', 'folded', 7, 2, SHAPE) == PassPlan(2, None, 2)
     # the CPU plan ignores any device memory figure
     assert plan_for('cpu', 'folded', 7, 2, SHAPE, free_bytes=2**40) == \
         PassPlan(2, None, 2)
+
+
+@pytest.fixture
+def free_memory_policy(monkeypatch):
+    """GPUs planned by the 'free-memory' entry (the default before the
+    'qann-batch' one): all T steps of the batch while free memory allows."""
+    monkeypatch.setattr(planning, 'ACCELERATOR_POLICY', 'free-memory')
 
 
 @pytest.mark.parametrize('free_mib, plan', [
@@ -196,19 +209,41 @@ def test_cpu_plan_is_the_byte_budget_plan(monkeypatch):
     (16, PassPlan(15, 17, 8)),        # 2 MiB: 17 images x 15 steps a pass
     (0.5, PassPlan(1, None, 1)),      # 64 KiB: not one image x 15 steps
 ])
-def test_gpu_plan_folds_all_steps_within_free_memory(free_mib, plan):
+def test_gpu_plan_folds_all_steps_within_free_memory(free_memory_policy,
+                                                      free_mib, plan):
     free = None if free_mib is None else int(free_mib * 2**20)
     got = plan_for(torch.device('meta'), 'folded', 15, 32, SHAPE, free)
     assert got == plan
 
 
-def test_gpu_plan_optional_cap_relative_to_the_qann(monkeypatch):
-    monkeypatch.setattr(runner, 'DEVICE_FOLD_ACTIVATIONS', 2)
-    # 2 x the batch's activation: 64 images' worth a pass, 4 x 15 steps
+@pytest.mark.parametrize('batch, T, free_mib, plan', [
+    # round(32 / 15) = 2 images x 15 steps = 30 image-steps a pass, ~32
+    (32, 15, None, PassPlan(15, 2, 1)),
+    (128, 15, 2**14, PassPlan(15, 9, 1)),  # 135, ~128
+    (16, 15, None, PassPlan(15, 1, 1)),
+    (1, 15, None, PassPlan(15, None, 15)),  # one image: all T steps at least
+    (32, 1, None, PassPlan(1, None, 1)),   # T = 1 is the QANN's own batch
+    # small free memory still bounds it: 1 MiB / 8 = 16 image-steps
+    (32, 15, 1, PassPlan(15, 1, 1)),
+    (32, 15, 0.5, PassPlan(1, None, 1)),
+])
+def test_gpu_plan_presents_about_the_qann_batch(batch, T, free_mib, plan):
+    free = None if free_mib is None else int(free_mib * 2**20)
+    assert plan_for('meta', 'folded', T, batch, SHAPE, free) == plan
+
+
+def test_each_device_kind_is_one_policy_entry():
+    assert planning.ACCELERATOR_POLICY == 'qann-batch'
+    assert set(planning.POLICIES) == {'cpu', 'free-memory', 'qann-batch'}
+    budgets = planning.POLICIES['qann-batch'].budgets(15, 32, SHAPE, None)
+    assert budgets.fold == 2 * 15 * SHAPE['step_bytes']
+
+
+def test_gpu_plan_lever_is_the_qann_batches_a_pass_presents(monkeypatch):
+    monkeypatch.setattr(planning, 'DEVICE_PASS_OF_QANN', 2)
+    # about 64 image-steps a pass: 4 images x 15 steps
     assert plan_for('meta', 'folded', 15, 32, SHAPE, 2**40) == \
-        PassPlan(15, 4, 2)
-    # one image: all T steps at least
-    assert plan_for('meta', 'folded', 15, 1, SHAPE) == PassPlan(15, None, 15)
+        PassPlan(15, 4, 1)
 
 
 def test_gpu_streaming_plan_slices_only_past_free_memory():
@@ -220,7 +255,7 @@ def test_gpu_streaming_plan_slices_only_past_free_memory():
         PassPlan(1, 12, 1)
 
 
-def test_gpu_plan_drives_the_runner(monkeypatch):
+def test_gpu_plan_drives_the_runner(monkeypatch, free_memory_policy):
     """The plan a GPU-like device gets is what the runner runs: passes
     counted at the first layer, spikes the same for every plan."""
     net = randomised(SmallResNet(bits=3))
@@ -229,7 +264,7 @@ def test_gpu_plan_drives_the_runner(monkeypatch):
     batches = []
     snn.module.backbone.register_forward_hook(
         lambda m, i, o: batches.append(i[0].shape[0]))
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 1)  # CPU plan: 1-step chunks
+    monkeypatch.setattr(planning, 'FOLD_BYTES', 1)  # CPU plan: 1-step chunks
     with torch.no_grad():
         cpu = snn(x)
         cpu_batches, batches[:] = batches[1:], []  # minus the sizing pass
@@ -313,14 +348,14 @@ def test_cuda_triton_equals_reference(exact_cuda, dtype, signed):
         for constant, inp in ((False, x), (True, x[0])):
             ref = if_loop(inp, theta, signed, constant, T) * theta
             out = triton_if.if_folded(inp, theta, signed, constant, T,
-                                      NEG_EPS)
+                                      neg_threshold(theta))
             assert torch.equal(ref, out), (T, constant)
         v1, c1 = new_state(x[0], theta, signed, T)
         v2, c2 = new_state(x[0], theta, signed, T)
         ref = torch.stack([if_step(v1, c1, x[t], theta, signed) * theta
                            for t in range(T)])
         out = triton_if.if_stateful(v2, c2, x.clone(), theta, signed, False,
-                                    T, NEG_EPS, True)
+                                    T, neg_threshold(theta), True)
         assert torch.equal(ref, out) and torch.equal(v1, v2)
 
 
@@ -340,7 +375,49 @@ def test_cuda_network_triton_equals_reference(exact_cuda, monkeypatch,
 
 @pytest.mark.cuda
 def test_cuda_plan_reads_free_memory(exact_cuda):
-    free = runner.device_free_bytes(exact_cuda)
+    free = planning.device_free_bytes(exact_cuda)
     assert free is not None and free > 0
     assert plan_for(exact_cuda, 'folded', 7, 4, SHAPE) == PassPlan(7, None, 7)
     assert os.environ.get('TRITON_INTERPRET', '0') != '1'
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs two GPUs')
+def test_cuda_kernels_run_on_the_tensors_own_gpu(exact_cuda, monkeypatch):
+    """A model on cuda:1 while the current device is 0: every Triton
+    launch goes to its tensors' GPU."""
+    from fastsnn_mm.quantization.quant_relu import quant_relu
+    from fastsnn_mm.spiking import triton_if
+    second = torch.device('cuda:1')
+    torch.cuda.set_device(0)
+    g = torch.Generator(device=second).manual_seed(0)
+    x = torch.randn(7, 3, 1000, device=second, generator=g) * 0.6
+    theta = torch.tensor([0.7], device=second)
+    ref = if_loop(x, theta, True, False, 7) * theta
+    out = triton_if.if_folded(x, theta, True, False, 7, neg_threshold(theta))
+    assert out.device == second and torch.equal(out, ref)
+    alpha = torch.tensor([1.3], device=second)
+    q = quant_relu(x, alpha, 7)
+    monkeypatch.setenv('FASTSNN_QUANT_RELU_KERNEL', '0')
+    assert torch.equal(q, quant_relu(x, alpha, 7))
+    net = randomised(SmallResNet(bits=3))
+    snn = convert_to_snn(net).to(second)
+    images = torch.randn(4, 3, 16, 16, device=second, generator=g)
+    with torch.no_grad():
+        fast = snn(images)
+        monkeypatch.setenv('FASTSNN_IF_KERNEL', '0')
+        slow = snn(images)
+    assert fast.device == second and torch.equal(fast, slow)
+    assert torch.cuda.current_device() == 0
+
+
+def test_kernel_launch_context_follows_the_tensor():
+    """CPU tensors (Triton's interpreter) launch without a device switch;
+    CUDA tensors inside ``torch.cuda.device`` of their own GPU."""
+    import contextlib
+
+    from fastsnn_mm.utils.devices import on_device_of
+    assert isinstance(on_device_of(torch.zeros(1)), contextlib.nullcontext)
+    if torch.cuda.is_available():
+        ctx = on_device_of(torch.zeros(1, device='cuda'))
+        assert isinstance(ctx, torch.cuda.device) and ctx.idx == 0

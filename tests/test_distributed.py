@@ -11,10 +11,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, tiny_cls_config
 from mmengine.config import Config
 from mmengine.runner import Runner
-
-from conftest import REPO, tiny_cls_config
 
 TESTS = osp.join(REPO, 'tests')
 TOTAL_BATCH = 8
@@ -131,8 +130,9 @@ def test_two_processes_test_qann_and_snn_as_one(trained, tmp_path):
     assert got == want  # counts of correct crops: exact
 
 
-@pytest.mark.parametrize('script,args', [('tools/dist_train.sh', ['cfg.py']),
-                                         ('tools/dist_test.sh', ['cfg.py', '2'])])
+@pytest.mark.parametrize('script,args',
+                         [('tools/dist_train.sh', ['cfg.py']),
+                          ('tools/dist_test.sh', ['cfg.py', '2'])])
 def test_scripts_name_their_arguments(script, args):
     out = subprocess.run([script, *args], cwd=REPO, capture_output=True,
                          text=True, timeout=30)

@@ -16,7 +16,6 @@ import runpy
 import sys
 
 import pytest
-
 from conftest import REPO
 
 # (package, config, options shrinking it, metric printed, checkpoint)
@@ -117,7 +116,7 @@ def test_stock_mm_scripts_train_and_test_our_config(task, tiny_voc,
                 'model.snn.timesteps=3', 'model.snn.neuron=signed'],
                tmp_path / 'test_snn', monkeypatch)
     snn = _metric(log, key)
-    lines = [l for l in log.splitlines() if 'running as an SNN' in l]
+    lines = [line for line in log.splitlines() if 'running as an SNN' in line]
     assert len(lines) == 1, lines
     assert re.search(r'T=3, neuron=signed, mode=folded, \d+ neuron layers',
                      lines[0]), lines[0]

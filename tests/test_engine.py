@@ -1,18 +1,16 @@
 """Conversion hook, tools/test.py --snn and the layer-wise fine-tuning loop
 on the tiny classification pipeline."""
-import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import REPO, tiny_cls_config
 from mmengine.runner import Runner
 
-from fastsnn_mm import IFNeuron, QuantReLU
+from fastsnn_mm import IFNeuron
 from fastsnn_mm.engine import FastSNNConversionHook
-
-from conftest import REPO, tiny_cls_config
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +47,8 @@ def test_hook_converts_before_test_only(qann_ckpt, tmp_path):
     runner.val()
     assert not _has_neurons(runner.model)  # validation ran on the QANN
     metrics = runner.test()
-    assert _has_neurons(runner.model) and runner.model.snn_cfg['timesteps'] == 3
+    assert _has_neurons(runner.model)
+    assert runner.model.snn_cfg['timesteps'] == 3
     assert 'accuracy/top1' in metrics
     assert osp.isfile(osp.join(tmp_path, 'snn_signed_T3.pth'))
 
@@ -69,7 +68,8 @@ def test_tools_test_reports_snn_top1(qann_ckpt, tmp_path):
          'model.backbone.base_channels=8', 'model.head.in_channels=64'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    table = [l for l in out.stdout.splitlines() if l.startswith('| SNN')]
+    table = [line for line in out.stdout.splitlines()
+             if line.startswith('| SNN')]
     assert table and '| signed | 7 |' in table[0]
     top1 = float(table[0].split('|')[-2])
     assert 0 <= top1 <= 100
@@ -150,3 +150,40 @@ def test_layerwise_loop_runs_for_detection_and_segmentation(
     assert _has_neurons(runner.model)
     T = runner.model.snn_cfg['timesteps']
     assert osp.isfile(osp.join(tmp_path, f'snn_finetuned_signed_T{T}.pth'))
+
+
+def test_one_snn_checkpoint_layout_and_old_ones_still_read(tiny_voc,
+                                                           tmp_path):
+    """The conversion hook and the loop write through save_snn_checkpoint
+    (meta: snn, epoch, iter, plus the loop's layerwise report); the files
+    both wrote before it, with their own meta layouts, still read."""
+    import importlib.util
+
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from fastsnn_mm.engine.snn_checkpoint import save_snn_checkpoint
+    spec = importlib.util.spec_from_file_location(
+        'snn_report', osp.join(REPO, 'tools/analysis_tools/snn_report.py'))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(tiny_cls_config(tiny_voc, tmp_path).model)
+    model.eval()
+    model.to_snn(timesteps=3, neuron='signed')
+    path = save_snn_checkpoint(model, str(tmp_path), epoch=0, iteration=5,
+                               prefix='snn_finetuned', layerwise=[])
+    assert osp.basename(path) == 'snn_finetuned_signed_T3.pth'
+    meta = torch.load(path, weights_only=False)['meta']
+    assert meta == dict(snn=model.snn_cfg, epoch=0, iter=5, layerwise=[])
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    old_hook = tmp_path / 'old_hook.pth'  # conversion hook, before
+    torch.save(dict(meta=dict(snn=model.snn_cfg, epoch=1, iter=3),
+                    state_dict=state), old_hook)
+    old_loop = tmp_path / 'old_loop.pth'  # fine-tuning loop, before
+    torch.save(dict(meta=dict(snn=model.snn_cfg, layerwise=[]),
+                    state_dict=state), old_loop)
+    for p in (path, old_hook, old_loop):
+        _, snn_cfg, weights = report.read_finetuned(str(p))
+        assert snn_cfg == model.snn_cfg and weights.keys() == state.keys()

@@ -9,14 +9,17 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
+from finetune_helpers import finetune_cfg, train_tiny_qann
 from mmengine.runner import Runner
 
-from fastsnn_mm.engine.loops import layerwise_finetune_loop as loop_mod
-from fastsnn_mm.engine.loops.finetune_progress import (PROGRESS_FILE,
-                                                       REPORT_FILE)
-
-from conftest import REPO, tiny_cls_config
-from finetune_helpers import finetune_cfg
+from fastsnn_mm.engine.loops.finetune_judges import MetricJudge
+from fastsnn_mm.engine.loops.finetune_progress import (
+    PROGRESS_FILE,
+    REPORT_FILE,
+    FinetuneProgress,
+)
+from fastsnn_mm.engine.loops.finetune_settings import FinetuneSettings
 
 HERE = osp.dirname(osp.abspath(__file__))
 
@@ -24,13 +27,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 @pytest.fixture(scope='module')
 def qann(tiny_voc, tmp_path_factory, one_thread):
     """A 2-bit tiny QResNet trained well enough that harm shows in top-1."""
-    work = tmp_path_factory.mktemp('qann2')
-    cfg = tiny_cls_config(tiny_voc, work)
-    cfg.model.quant = dict(bits=2, alpha=2.0)
-    cfg.train_cfg.max_epochs = 6
-    cfg.train_cfg.val_interval = 6
-    Runner.from_cfg(cfg).train()
-    return tiny_voc, osp.join(work, 'epoch_6.pth')
+    return tiny_voc, train_tiny_qann(tiny_voc, tmp_path_factory.mktemp('q'))
 
 
 @pytest.fixture(scope='module')
@@ -76,20 +73,47 @@ def test_report_has_per_layer_mismatch_before_and_after(whole):
     assert not [f for f in os.listdir(tmp_path) if f.startswith('.tmp_')]
 
 
+def test_judging_slice_and_reporting_split_share_no_image(whole):
+    """Groups are judged on training images held out of tuning, never on
+    the val split the run reports."""
+    tmp_path, runner = whole
+    with open(osp.join(tmp_path, REPORT_FILE)) as f:
+        judged = json.load(f)['judged_on']
+    assert judged['source'] == 'train_slice'
+    judging = judged['indices']
+    tuning = runner.train_loop.dataloader.dataset.indices
+    total = len(runner.train_loop.dataloader.dataset.dataset)
+    assert len(judging) == judged['images'] > 0
+    assert not set(judging) & set(tuning)
+    assert sorted(judging + tuning) == list(range(total))
+    val = runner.val_dataloader.dataset
+    reported = {osp.basename(val.get_data_info(i)['img_path'])
+                for i in range(len(val))}
+    assert not set(judged['files']) & reported
+    # crops are <image id>_<k>.png: no source image on both sides either
+    assert not {f.split('_')[0] for f in judged['files']} & {
+        f.split('_')[0] for f in reported}
+
+
 def _val_metric(runner):
-    loop = runner.train_loop
-    return loop._metric(runner.model, list(runner.val_dataloader))
+    judge = MetricJudge(runner.val_loop.evaluator,
+                        list(runner.val_dataloader))
+    return judge(runner.model)
 
 
 def test_harmful_lr_is_reverted_by_the_task_metric(qann, tmp_path):
     data_root, ckpt = qann
-    harm = dict(lr_candidates=[30.0], iters_per_layer=3, keep_best=False)
+    # judged on the val set (the old way, one flag away), so that the val
+    # metric below is the one the guard watched
+    harm = dict(lr_candidates=[30.0], iters_per_layer=3, keep_best=False,
+                judge_on='val')
     # judged by the task metric on the output group and at the end ...
     guard = _run(finetune_cfg(data_root, tmp_path / 'guard', ckpt,
                               metric_check='output', **harm))
     with open(osp.join(tmp_path / 'guard', REPORT_FILE)) as f:
         rep = json.load(f)
     before = rep['metric_before']
+    assert rep['judged_on']['split'] == 'val'
     assert rep['metric_after'] >= before
     assert _val_metric(guard) >= before
     # ... the SNN keeps its top-1, which this lr unguarded wrecks
@@ -109,19 +133,19 @@ def test_resume_continues_at_the_group_reached(qann, whole, tmp_path,
     expected = _weights(whole.model)
     n_groups = len(whole.train_loop.report)
 
-    save = loop_mod.save_progress
+    save = FinetuneProgress.save
     saves = []
 
-    def save_then_die(runner, *args):
-        save(runner, *args)
+    def save_then_die(progress, runner, *args):
+        save(progress, runner, *args)
         saves.append(1)
         if len(saves) == 3:
             raise _Killed
-    monkeypatch.setattr(loop_mod, 'save_progress', save_then_die)
+    monkeypatch.setattr(FinetuneProgress, 'save', save_then_die)
     work = tmp_path / 'killed'
     with pytest.raises(_Killed):
         _run(finetune_cfg(data_root, work, ckpt))
-    monkeypatch.setattr(loop_mod, 'save_progress', save)
+    monkeypatch.setattr(FinetuneProgress, 'save', save)
     assert osp.isfile(work / PROGRESS_FILE)
 
     cfg = finetune_cfg(data_root, work, ckpt)
@@ -170,7 +194,9 @@ def test_joint_stage_gradient_reaches_the_first_layer(qann):
     output loss of the joint stage moves the weights before the first
     neuron; the output group's loss (spikes without a gradient) does not."""
     import copy
+
     from mmpretrain.registry import MODELS
+
     from fastsnn_mm.engine.loops.joint_tuning import output_loss
     from fastsnn_mm.engine.loops.layer_targets import layer_loss
     data_root, ckpt = qann
@@ -186,18 +212,28 @@ def test_joint_stage_gradient_reaches_the_first_layer(qann):
     assert float(loss) > 0 and first.grad.abs().sum() > 0
 
 
-GOOD_ARGS = dict(iters_per_layer=40, surrogate='identity', metric_check='every',
-                 lr_candidates=[1e-4, 1e-3], joint_iters=60, joint_lr=1e-4)
+GOOD_ARGS = dict(iters_per_layer=40, surrogate='identity',
+                 metric_check='every', lr_candidates=[1e-4, 1e-3],
+                 joint_iters=60, joint_lr=1e-4)
 
 
 @pytest.mark.parametrize('key, value', [
     ('iters_per_layer', 0), ('iters_per_layer', '40'), ('surrogate', 'tanh'),
     ('metric_check', 'sometimes'), ('lr_candidates', []),
     ('lr_candidates', [1e-3, -1]), ('joint_iters', -1), ('joint_iters', 2.5),
-    ('joint_lr', 0), ('joint_lr', '1e-4')])
+    ('joint_lr', 0), ('joint_lr', '1e-4'), ('judge_on', 'holdout'),
+    ('judge_size', 0), ('judge_size', 1.0), ('judge_seed', -1),
+    ('report_on', 'train'), ('task_iters', -1), ('task_lr', 0),
+    ('task_thresholds', 'trainable')])
 def test_bad_loop_arguments_name_the_config_key(key, value):
     """A FastSNNError, so tools/train.py ends in one 'error: ...' line."""
     from fastsnn_mm.errors import BadArgumentError
-    loop_mod._check_args(**GOOD_ARGS)  # the demo configs' values pass
+    FinetuneSettings(**GOOD_ARGS)  # the demo configs' values pass
     with pytest.raises(BadArgumentError, match=f'train_cfg.{key} must be'):
-        loop_mod._check_args(**dict(GOOD_ARGS, **{key: value}))
+        FinetuneSettings(**dict(GOOD_ARGS, **{key: value}))
+
+
+def test_unknown_loop_key_is_one_clear_error():
+    from fastsnn_mm.errors import BadArgumentError
+    with pytest.raises(BadArgumentError, match='unknown key.*judge_sise'):
+        FinetuneSettings.from_config(dict(judge_sise=0.1))

@@ -1,13 +1,15 @@
 """BN folded into convs at SNN inference: same network, same checkpoint."""
 import torch
 from mmcv.cnn import ConvModule
+from test_converter import SmallResNet, randomised
 from torch import nn
 
 from fastsnn_mm import QuantReLU, convert_to_snn
-from fastsnn_mm.spiking.fold_bn import (FoldedBatchNorm2d, FoldedConv2d,
-                                        conv_bn_pairs)
-
-from test_converter import SmallResNet, randomised
+from fastsnn_mm.spiking.fold_bn import (
+    FoldedBatchNorm2d,
+    FoldedConv2d,
+    conv_bn_pairs,
+)
 
 
 def test_every_resnet_conv_bn_pair_is_folded_and_keys_unchanged():
@@ -76,3 +78,28 @@ def test_conv_module_folds_only_when_norm_follows_conv():
         out = convert_to_snn(net, timesteps=3, fold_bn=True)(x)
         ref = convert_to_snn(net, timesteps=3)(x)
     assert torch.allclose(out, ref, atol=1e-4)
+
+
+def test_folding_builds_new_modules_that_share_the_tensors():
+    """No ``__class__`` swap: the folded conv and BN are new modules that
+    hold the very parameters and statistics of the ones they replace."""
+    net = randomised(SmallResNet(bits=3)).eval()
+    before = {n: type(m) for n, m in net.named_modules()}
+    params = {n: p for n, p in net.named_parameters()}
+    stats = {n: b for n, b in net.named_buffers()}
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    snn = convert_to_snn(net, copy=False, fold_bn=True)
+    # the modules taken out are left as they were
+    assert all(type(m) is nn.Conv2d for m in convs)
+    folded = [m for m in snn.modules() if isinstance(m, FoldedConv2d)]
+    assert folded and not {id(m) for m in folded} & {id(m) for m in convs}
+    for name, p in snn.module.named_parameters():
+        assert p is params[name], name
+    for name, b in snn.module.named_buffers():
+        if name in stats:
+            assert b is stats[name], name
+    for name, m in snn.module.named_modules():
+        if isinstance(m, (FoldedConv2d, FoldedBatchNorm2d)):
+            assert before[name] in (nn.Conv2d, nn.BatchNorm2d)
+            assert m._fold_partner._fold_partner is m
+            assert not m.training

@@ -1,14 +1,18 @@
 """The compiled IF kernel against the reference loop, and time chunking."""
 import pytest
 import torch
+from test_converter import SmallResNet, randomised
 from torch import nn
 
 from fastsnn_mm import QuantReLU, convert_to_snn
-from fastsnn_mm.spiking import kernel
-from fastsnn_mm.spiking.neurons import NEG_EPS, if_loop, if_step, new_state
+from fastsnn_mm.spiking import kernel, plan
+from fastsnn_mm.spiking.functional import (
+    if_loop,
+    if_step,
+    neg_threshold,
+    new_state,
+)
 from fastsnn_mm.spiking.runner import run_timesteps
-
-from test_converter import SmallResNet, randomised
 
 
 def test_kernel_is_built():
@@ -27,7 +31,8 @@ def test_fresh_state_kernel_equals_reference(signed, constant, T):
     x = torch.randn(shape, generator=g) * 0.6
     theta = torch.tensor([0.7])
     ref = if_loop(x, theta, signed, constant, T) * theta
-    out = kernel.if_folded(x, theta, signed, constant, T, NEG_EPS)
+    out = kernel.if_folded(x, theta, signed, constant, T,
+                           neg_threshold(theta))
     assert torch.equal(ref, out)
     th = theta.item()
     assert set(out.unique().tolist()) <= {-th if signed else 0.0, 0.0, th}
@@ -49,7 +54,7 @@ def test_stateful_kernel_equals_reference_step_by_step(signed, T):
         ref = torch.stack([if_step(v1, c1, x[t + i], theta, signed) * theta
                            for i in range(steps)])
         out = kernel.if_stateful(v2, c2, x[t:t + steps].contiguous(), theta,
-                                 signed, False, steps, NEG_EPS)
+                                 signed, False, steps, neg_threshold(theta))
         assert torch.equal(ref, out) and torch.equal(v1, v2)
         if signed:
             assert torch.equal(c1, c2)
@@ -62,9 +67,11 @@ def test_kernel_splits_work_across_threads_identically():
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = kernel.if_folded(x, theta, True, False, 3, NEG_EPS)
+        one = kernel.if_folded(x, theta, True, False, 3,
+                               neg_threshold(theta))
         torch.set_num_threads(4)
-        four = kernel.if_folded(x, theta, True, False, 3, NEG_EPS)
+        four = kernel.if_folded(x, theta, True, False, 3,
+                                neg_threshold(theta))
     finally:
         torch.set_num_threads(old)
     assert torch.equal(one, four)
@@ -103,11 +110,10 @@ def test_time_chunks_give_the_same_bits(neuron):
 ])
 def test_automatic_plan_keeps_folded_tensors_under_the_limit(
         monkeypatch, limit_kib, passes):
-    from fastsnn_mm.spiking import runner
     net = randomised(SmallResNet(bits=3))
     x = torch.randn(2, 3, 16, 16)
     # largest neuron input per image and step: 8 x 16 x 16 floats = 8 KiB
-    monkeypatch.setattr(runner, 'FOLD_BYTES', limit_kib * 1024)
+    monkeypatch.setattr(plan, 'FOLD_BYTES', limit_kib * 1024)
     snn = convert_to_snn(net, timesteps=7)
     calls = []
     snn.module.backbone.register_forward_hook(
@@ -162,15 +168,16 @@ def test_bad_time_chunk_is_refused():
 def test_in_place_output_over_the_input(signed):
     x = torch.randn(4, 3, 1000) * 0.7
     theta = torch.tensor([0.8])
-    ref = kernel.if_folded(x, theta, signed, False, 4, NEG_EPS)
+    neg = neg_threshold(theta)
+    ref = kernel.if_folded(x, theta, signed, False, 4, neg)
     y = x.clone()
-    out = kernel.if_folded(y, theta, signed, False, 4, NEG_EPS, True)
+    out = kernel.if_folded(y, theta, signed, False, 4, neg, True)
     assert out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
     v1, c1 = new_state(x[0], theta, signed, 4)
     v2, c2 = new_state(x[0], theta, signed, 4)
     y = x.clone()
-    a = kernel.if_stateful(v1, c1, x, theta, signed, False, 4, NEG_EPS)
-    b = kernel.if_stateful(v2, c2, y, theta, signed, False, 4, NEG_EPS, True)
+    a = kernel.if_stateful(v1, c1, x, theta, signed, False, 4, neg)
+    b = kernel.if_stateful(v2, c2, y, theta, signed, False, 4, neg, True)
     assert b.data_ptr() == y.data_ptr() and torch.equal(a, b)
 
 
@@ -196,7 +203,6 @@ def test_network_in_place_neurons_same_bits_and_hooks_respected():
 
 
 def test_outputs_without_batch_axis_are_not_sliced(monkeypatch):
-    from fastsnn_mm.spiking import runner
 
     class Pooled(ConvAct):
         def forward(self, x):
@@ -205,7 +211,7 @@ def test_outputs_without_batch_axis_are_not_sliced(monkeypatch):
     net = Pooled().eval()
     x = torch.randn(4, 3, 8, 8)
     # one image x 3 steps fits (3 x 1 KiB), four images do not
-    monkeypatch.setattr(runner, 'FOLD_BYTES', 4 * 1024)
+    monkeypatch.setattr(plan, 'FOLD_BYTES', 4 * 1024)
     with torch.no_grad():
         snn = convert_to_snn(net, timesteps=3)
         out, again = snn(x), snn(x)
@@ -250,8 +256,8 @@ def test_streaming_slices_the_batch_to_bound_neuron_state(
         assert held == [per_image] * T
         held.clear(), batches.clear()
         # room for two images' state: balanced slices 2, 2, 1, T steps each
-        monkeypatch.setattr(runner, 'STATE_BYTES', 2 * per_image + 1)
-        monkeypatch.setattr(runner, 'STATE_ACTIVATIONS', 0)
+        monkeypatch.setattr(plan, 'STATE_BYTES', 2 * per_image + 1)
+        monkeypatch.setattr(plan, 'STATE_ACTIVATIONS', 0)
         sliced = run_timesteps(snn.module, path, x, T, 'streaming')
         same_slices = torch.cat([folded(part) for part in x.split(
             [2, 2, 1])])
@@ -277,8 +283,8 @@ def test_plans_balance_the_slices(monkeypatch):
         per_image = runner.input_shape_info(snn.module, snn.module, x,
                                              3)['state_bytes']
         batches.clear()
-        monkeypatch.setattr(runner, 'STATE_BYTES', 3 * per_image)
-        monkeypatch.setattr(runner, 'STATE_ACTIVATIONS', 0)
+        monkeypatch.setattr(plan, 'STATE_BYTES', 3 * per_image)
+        monkeypatch.setattr(plan, 'STATE_ACTIVATIONS', 0)
         snn(x)
     # 7 images by at most 3: 3, 2, 2 rather than 3, 3, 1
     assert batches == [3] * 3 + [2] * 3 + [2] * 3
@@ -300,3 +306,46 @@ def test_sizing_pass_counts_the_state_of_this_neuron_type_and_T():
         u3 = state_bytes(convert_to_snn(signed3, neuron='unsigned'), 3)
     # float32 membrane + int8 count, + int32 count, no count: 5 / 8 / 4
     assert s3 * 8 == s200 * 5 and s3 * 4 == u3 * 5
+
+
+def _count_kernel_calls(monkeypatch):
+    calls = []
+    for name in ('if_folded', 'if_stateful'):
+        real = getattr(kernel, name)
+        monkeypatch.setattr(kernel, name, lambda *a, real=real, **k:
+                            calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_strided_input_takes_the_kernel_not_the_loop(monkeypatch):
+    """A channels_last activation viewed as [T, B, ...] is not contiguous:
+    it is copied contiguous (one pass) and runs in the kernel."""
+    from fastsnn_mm.spiking import functional
+    x = torch.randn(6, 5, 9, 11).to(memory_format=torch.channels_last)
+    steps = x.reshape(3, 2, *x.shape[1:])
+    theta = torch.tensor([0.8])
+    assert not steps.is_contiguous()
+    assert functional.backend_for(steps, theta) == 'c'
+    calls = _count_kernel_calls(monkeypatch)
+    ref = if_loop(steps, theta, True, False, 3) * theta
+    assert torch.equal(functional.if_folded(steps, theta, True, False, 3),
+                       ref)
+    v, c = new_state(steps[0], theta, True, 3)
+    out = functional.if_stateful(v, c, steps, theta, True, False, 3)
+    assert torch.equal(out, ref) and len(calls) == 2
+
+
+@pytest.mark.parametrize('chunk', [None, 2])
+def test_channels_last_network_runs_its_neurons_in_the_kernel(
+        monkeypatch, chunk):
+    net = randomised(SmallResNet(bits=3)).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 16).to(memory_format=torch.channels_last)
+    snn = convert_to_snn(net, timesteps=5, time_chunk=chunk)
+    with torch.no_grad():
+        calls = _count_kernel_calls(monkeypatch)
+        fast = snn(x)
+        n_neurons = len(calls)
+        monkeypatch.setenv('FASTSNN_IF_KERNEL', '0')
+        slow = snn(x)
+    assert n_neurons > 0 and len(calls) == n_neurons  # none in the loop
+    assert torch.equal(fast, slow)

@@ -3,9 +3,14 @@ import pytest
 import torch
 from torch import nn
 
-from fastsnn_mm import (IFNeuron, QuantReLU, SignedIFNeuron, convert_to_snn,
-                        timestep_context)
-from fastsnn_mm.spiking.neurons import if_loop
+from fastsnn_mm import (
+    IFNeuron,
+    QuantReLU,
+    SignedIFNeuron,
+    convert_to_snn,
+    timestep_context,
+)
+from fastsnn_mm.spiking.functional import if_loop
 
 
 def spike_counts(neuron_cls, x_steps, theta, T):
@@ -72,7 +77,8 @@ def test_neuron_outside_runner_raises():
 
 
 def test_threshold_loads_from_qann_alpha():
-    net = nn.Sequential(nn.Linear(2, 2), QuantReLU(2, alpha=0.9), nn.Linear(2, 1))
+    net = nn.Sequential(nn.Linear(2, 2), QuantReLU(2, alpha=0.9),
+                        nn.Linear(2, 1))
     snn = convert_to_snn(net)
     net[1].alpha.data.fill_(1.7)
     snn.module.load_state_dict(net.state_dict())

@@ -6,8 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from fastsnn_mm.models.backbones import QVGG, QResNet
-from fastsnn_mm.models.backbones import _pretrained
+from fastsnn_mm.models.backbones import QVGG, QResNet, _pretrained
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -166,6 +166,18 @@ INTERPRETER_SCRIPT = textwrap.dedent('''
           torch.tensor([1.37]), 7)
     check('more than one block', torch.randn(3, 1000), torch.tensor([0.8]), 3)
     check('empty', torch.randn(0, 4), torch.tensor([0.8]), 3)
+    # a NaN clip: NaN levels as torch's clamp_min keeps it, not a 1e-8 clip
+    nan = torch.tensor([float('nan')])
+    qn = k.quant_relu_forward(x, nan, 7)
+    if not (torch.isnan(qn).all() and
+            torch.isnan(_QuantReLUFn.apply(x, nan, 7)).all()):
+        failures.append('NaN alpha: forward is not NaN as in torch')
+    g = torch.randn(x.shape)
+    gx, ga = k.quant_relu_backward(x, g, nan, 7)
+    xr, ar = x.clone().requires_grad_(), nan.clone().requires_grad_()
+    _QuantReLUFn.apply(xr, ar, 7).backward(g)
+    if not (torch.equal(gx, xr.grad) and torch.equal(ga, ar.grad)):
+        failures.append('NaN alpha: gradients differ from torch')
     print('FAILURES:', failures)
     assert not failures, failures
     print('OK')
@@ -206,6 +218,19 @@ def test_cuda_kernel_matches_torch_path(dtype, monkeypatch):
         assert torch.equal(q1, q0)
         assert torch.equal(gx1, gx0) and gx1.dtype == dtype
         assert torch.allclose(ga1, ga0, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_nan_alpha_gives_nan_as_torch(monkeypatch):
+    x = hard_inputs(7).cuda()
+    alpha = torch.tensor([float('nan')], device='cuda')
+    outs = {}
+    for kernel in ('1', '0'):
+        monkeypatch.setenv('FASTSNN_QUANT_RELU_KERNEL', kernel)
+        from fastsnn_mm.quantization.quant_relu import quant_relu
+        outs[kernel] = quant_relu(x, alpha, 7)
+    assert torch.isnan(outs['1']).all() and torch.isnan(outs['0']).all()
 
 
 @pytest.mark.cuda

@@ -12,14 +12,20 @@ from mmengine.runner import Runner
 from torch import nn
 
 from fastsnn_mm.engine.hooks import QuantAlphaCalibrationHook
-
 from fastsnn_mm.models.backbones import QVGG, QResNet
-from fastsnn_mm.quantization import (APoTWeightQuantizer, QuantConv2d,
-                                     QuantLinear, QuantReLU,
-                                     UniformWeightQuantizer, calibrate_alpha,
-                                     count_quant_relus, count_relus,
-                                     quantize_model, quantizer_bits,
-                                     shared_quant_relus)
+from fastsnn_mm.quantization import (
+    APoTWeightQuantizer,
+    QuantConv2d,
+    QuantLinear,
+    QuantReLU,
+    UniformWeightQuantizer,
+    calibrate_alpha,
+    count_quant_relus,
+    count_relus,
+    quantize_model,
+    quantizer_bits,
+    shared_quant_relus,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -158,6 +164,37 @@ def test_surgery_rebits_keeps_alpha_and_skips():
     assert left and all(n.startswith(('layer1.', 'layer2.')) for n in left)
 
 
+def test_skip_patterns_match_module_paths_case_sensitively():
+    from fastsnn_mm.utils.patterns import path_matches
+    assert path_matches('layer1.0.conv1', ['layer1'])
+    assert path_matches('layer2.1.relu', ['layer2.*.relu'])
+    assert not path_matches('layer10.0', ['layer1'])
+    assert not path_matches('layer1.0', ['Layer1'])
+    # surgery and the converter's check read skip= alike
+    model = quantize_model(tiny_resnet(act_cfg=dict(type='ReLU')), 3,
+                           skip=['Stem'])
+    assert count_relus(model) == 0
+
+
+def test_surgery_warns_about_every_activation_the_converter_refuses():
+    from fastsnn_mm.quantization.activations import NON_RELU_ACTIVATIONS
+    from fastsnn_mm.quantization.surgery import _OTHER_ACTS
+    from fastsnn_mm.spiking.converter import UNCONVERTIBLE
+    refused_activations = {t for t in UNCONVERTIBLE
+                           if 'Pool' not in t.__name__
+                           and 'Norm' not in t.__name__} - {nn.ReLU}
+    assert refused_activations == set(_OTHER_ACTS) == \
+        set(NON_RELU_ACTIVATIONS)
+
+
+def test_shared_quant_relus_leaves_no_hooks():
+    model = quantize_model(mm_resnet18(), 3)
+    with pytest.raises(RuntimeError, match='stop'):
+        shared_quant_relus(model, lambda: (_ for _ in ()).throw(
+            RuntimeError('stop')))
+    assert not any(m._forward_hooks for m in model.modules())
+
+
 class TinyClassifier(nn.Module):
 
     def __init__(self):
@@ -232,6 +269,13 @@ def test_backbones_pass_the_converter_check():
 def test_backbone_bad_args():
     with pytest.raises(ValueError, match='depth'):
         QResNet(depth=50)
+    from fastsnn_mm.errors import BadArgumentError
+    from fastsnn_mm.models.backbones import QTinyYOLO
+    for cls in (QResNet, QVGG, QTinyYOLO):  # one check, in StagedBackbone
+        for bad in (0, 2.5, '8'):
+            with pytest.raises(BadArgumentError, match='base_channels'):
+                cls(base_channels=bad)
+    assert QVGG('vgg9', base_channels=4).base_channels == 4
     with pytest.raises(ValueError, match='out_indices'):
         QVGG('vgg9', out_indices=(3, ))
     with pytest.raises(ValueError, match='arch'):
@@ -265,6 +309,14 @@ def test_calibrate_alpha(method):
         assert alpha == pytest.approx(pre.max().item())
     with pytest.raises(ValueError, match='method'):
         calibrate_alpha(model, [x], method='kl')
+
+
+def test_calibrate_alpha_removes_its_hooks_when_a_batch_fails():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), QuantReLU(3, alpha=5.0))
+    with pytest.raises(RuntimeError):
+        calibrate_alpha(model, [torch.randn(2, 5, 4, 4)])  # 5 channels
+    assert not any(m._forward_hooks for m in model.modules())
+    assert model[1].alpha.item() == 5.0 and model.training
 
 
 # -- QAT through mmengine's Runner -----------------------------------------

@@ -4,12 +4,11 @@ import pickle
 
 import pytest
 import torch
+from conftest import tiny_cls_config
 
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm import QuantReLU, SignedIFNeuron
 from fastsnn_mm.utils import UnsafeCheckpointError
-
-from conftest import tiny_cls_config
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])

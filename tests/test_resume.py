@@ -12,14 +12,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+import train_probe_hooks  # noqa: F401  (registers the hooks in-process)
+from conftest import REPO, tiny_cls_config
 from mmengine.runner import Runner
 
 from fastsnn_mm.engine.hooks.random_state_hook import (
-    capture_random_states, restore_random_states)
+    capture_random_states,
+    restore_random_states,
+)
 from fastsnn_mm.utils.launch import find_resumable_checkpoint
-
-import train_probe_hooks  # noqa: F401  (registers the hooks in-process)
-from conftest import REPO, tiny_cls_config
 
 TESTS = osp.join(REPO, 'tests')
 EPOCHS = 3

@@ -13,8 +13,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 from torch import nn
 
-from fastsnn_mm import (QuantReLU, count_relus, find_unconvertible,
-                        quantize_model)
+from fastsnn_mm import (
+    QuantReLU,
+    count_relus,
+    find_unconvertible,
+    quantize_model,
+)
 from fastsnn_mm.spiking import IFNeuron
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -12,10 +12,19 @@ import torch
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from fastsnn_mm import (IFNeuron, QuantReLU, SignedIFNeuron, convert_to_snn,
-                        timestep_context)
-from fastsnn_mm.analysis import (collect_layer_stats, layer_macs,
-                                 synops_table, write_report)
+from fastsnn_mm import (
+    IFNeuron,
+    QuantReLU,
+    SignedIFNeuron,
+    convert_to_snn,
+    timestep_context,
+)
+from fastsnn_mm.analysis import (
+    collect_layer_stats,
+    layer_macs,
+    synops_table,
+    write_report,
+)
 from fastsnn_mm.datasets import generate_synthetic_voc, synthetic_metainfo
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -343,6 +352,7 @@ def test_script_bad_arguments_one_line(argv, message, capsys):
 def test_report_tables_keep_numpy_metrics():
     # mmseg's IoUMetric reports numpy float32 values
     import numpy as np
+
     from fastsnn_mm.analysis.report import _metrics_md, metric_keys
     rows = [dict(model='QANN', neuron='-', T='-', mIoU=np.float32(61.25),
                  aAcc=np.float64(90.5)),

@@ -13,8 +13,11 @@ from mmengine import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from fastsnn_mm.datasets import (check_data_root, generate_synthetic_voc,
-                                 synthetic_metainfo)
+from fastsnn_mm.datasets import (
+    check_data_root,
+    generate_synthetic_voc,
+    synthetic_metainfo,
+)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG_DIR = osp.join(REPO, 'configs', '_base_', 'datasets')

@@ -1,9 +1,12 @@
-"""The Triton IF kernel against the reference loop, bit for bit, on CPU
-tensors through Triton's interpreter.
+"""The Triton IF kernel against the reference loop, bit for bit: on CPU
+tensors through Triton's interpreter, and on a GPU where one is present.
 
-Triton reads ``TRITON_INTERPRET`` when it is imported, so the cases run in
-one child process started with it set (this file run as a script); each
-test below checks one case's verdict.
+Triton reads ``TRITON_INTERPRET`` when it is imported, so the interpreter
+cases run in one child process started with it set (this file run as a
+script); each test below checks one case's verdict. On CUDA the same cases
+run in this process, with longer runs (T up to 255, an int32 count, in
+every floating dtype). Sizes are never a multiple of the kernel's block
+(1024 elements), so every launch ends in a partial block.
 """
 import json
 import os
@@ -20,15 +23,23 @@ REPO = osp.dirname(HERE)
 DTYPES = {'float32': torch.float32, 'float16': torch.float16,
           'bfloat16': torch.bfloat16, 'float64': torch.float64}
 
+#: T of the fresh and stateful runs, and the dtypes that run T > 127 (the
+#: interpreter is slow; a GPU is not)
+RUNS = {'cpu': dict(fresh=(1, 3, 7, 130), stateful=(5, 130),
+                    long=('float32', )),
+        'cuda': dict(fresh=(1, 3, 7, 130, 255), stateful=(5, 130, 255),
+                     long=tuple(DTYPES))}
 
-def fresh_cases():
+
+def fresh_cases(device='cpu'):
     """(name, dtype, signed, constant, T): every combination the folded
-    path meets, T = 1 (one step), 3, 7 and 130 (an int32 count)."""
+    path meets, T = 1 (one step), 3, 7 and past 127 (an int32 count)."""
+    runs = RUNS[device]
     for dtype in DTYPES:
         for signed in (True, False):
             for constant in (True, False):
-                for T in (1, 3, 7, 130):
-                    if T == 130 and dtype != 'float32':
+                for T in runs['fresh']:
+                    if T > 127 and dtype not in runs['long']:
                         continue
                     kind = 'signed' if signed else 'unsigned'
                     const = 'constant' if constant else 'per-step'
@@ -36,29 +47,33 @@ def fresh_cases():
                            signed, constant, T)
 
 
-def stateful_cases():
+def stateful_cases(device='cpu'):
+    runs = RUNS[device]
     for dtype in ('float32', 'float16', 'bfloat16'):
         for signed in (True, False):
-            for T in (5, 130):
-                if T == 130 and dtype != 'float32':
+            for T in runs['stateful']:
+                if T > 127 and dtype not in runs['long']:
                     continue
                 kind = 'signed' if signed else 'unsigned'
                 yield f'stateful-{dtype}-{kind}-T{T}', dtype, signed, T
 
 
-OTHER_CASES = ['in-place-folded', 'in-place-stateful', 'stateful-constant',
-               'dispatch-picks-triton', 'network-folded', 'network-chunks',
-               'network-streaming', 'network-in-place-hooks']
+OTHER_CASES = ['in-place-folded', 'in-place-stateful',
+               'stateful-constant-float32', 'stateful-constant-float16',
+               'stateful-constant-bfloat16', 'strided-input',
+               'no-fp-contraction', 'dispatch-picks-triton',
+               'network-folded', 'network-chunks', 'network-streaming',
+               'network-in-place-hooks']
 
 
-def case_names():
-    return ([c[0] for c in fresh_cases()] + [c[0] for c in stateful_cases()]
-            + OTHER_CASES)
+def case_names(device='cpu'):
+    return ([c[0] for c in fresh_cases(device)]
+            + [c[0] for c in stateful_cases(device)] + OTHER_CASES)
 
 
-# -- the child process ------------------------------------------------------
+# -- the cases (run in the child process, or on CUDA in this one) -----------
 
-def _inputs(shape, dtype, seed, theta=0.7, steps=False):
+def _inputs(shape, dtype, seed, theta=0.7, steps=False, device='cpu'):
     """Random inputs with exact zeros and threshold hits; with ``steps``
     ([T, ...] inputs) the first elements fire at step 0 and then sink just
     below or above the signed rule's margin (-1e-6 theta) at step 1."""
@@ -71,26 +86,31 @@ def _inputs(shape, dtype, seed, theta=0.7, steps=False):
         first, second = x[0].view(-1), x[1].view(-1)
         first[:len(sinks)] = theta / 2  # V = theta: one spike, V = 0
         second[:len(sinks)] = sinks
-    return x.to(DTYPES[dtype])
+    return x.to(device=device, dtype=DTYPES[dtype])
 
 
-def _fresh(dtype, signed, constant, T):
+def _theta(value, dtype, device):
+    return torch.tensor([value], dtype=DTYPES[dtype], device=device)
+
+
+def _fresh(dtype, signed, constant, T, device='cpu'):
     from fastsnn_mm.spiking import triton_if
-    from fastsnn_mm.spiking.functional import NEG_EPS, if_loop
+    from fastsnn_mm.spiking.functional import if_loop, neg_threshold
     # 2 x 3 x 17 x 19 = 1938 elements: not a multiple of the block
     shape = (2, 3, 17, 19) if constant else (T, 2, 3, 17, 19)
-    x = _inputs(shape, dtype, T, steps=not constant)
-    theta = torch.tensor([0.7], dtype=DTYPES[dtype])
+    x = _inputs(shape, dtype, T, steps=not constant, device=device)
+    theta = _theta(0.7, dtype, device)
     ref = if_loop(x, theta, signed, constant, T) * theta
-    out = triton_if.if_folded(x, theta, signed, constant, T, NEG_EPS)
+    out = triton_if.if_folded(x, theta, signed, constant, T,
+                              neg_threshold(theta))
     return torch.equal(ref, out) and ref.dtype == out.dtype
 
 
-def _stateful(dtype, signed, T):
+def _stateful(dtype, signed, T, device='cpu'):
     from fastsnn_mm.spiking import triton_if
-    from fastsnn_mm.spiking.functional import NEG_EPS, if_step, new_state
-    x = _inputs((T, 3, 333), dtype, 1, 0.9, steps=True)
-    theta = torch.tensor([0.9], dtype=DTYPES[dtype])
+    from fastsnn_mm.spiking.functional import if_step, neg_threshold, new_state
+    x = _inputs((T, 3, 333), dtype, 1, 0.9, steps=True, device=device)
+    theta = _theta(0.9, dtype, device)
     v1, c1 = new_state(x[0], theta, signed, T)
     v2, c2 = new_state(x[0], theta, signed, T)
     t, same = 0, True
@@ -101,7 +121,8 @@ def _stateful(dtype, signed, T):
         ref = torch.stack([if_step(v1, c1, x[t + i], theta, signed) * theta
                            for i in range(steps)])
         out = triton_if.if_stateful(v2, c2, x[t:t + steps].contiguous(),
-                                    theta, signed, False, steps, NEG_EPS)
+                                    theta, signed, False, steps,
+                                    neg_threshold(theta))
         same &= torch.equal(ref, out) and torch.equal(v1, v2)
         if signed:
             same &= torch.equal(c1, c2)
@@ -109,45 +130,46 @@ def _stateful(dtype, signed, T):
     return same
 
 
-def _in_place_folded():
+def _in_place_folded(device='cpu'):
     from fastsnn_mm.spiking import triton_if
-    from fastsnn_mm.spiking.functional import NEG_EPS, if_loop
-    x = _inputs((4, 3, 1000), 'float32', 2, 0.8, steps=True)
-    theta = torch.tensor([0.8])
+    from fastsnn_mm.spiking.functional import if_loop, neg_threshold
+    x = _inputs((4, 3, 1000), 'float32', 2, 0.8, steps=True, device=device)
+    theta = _theta(0.8, 'float32', device)
     ok = True
     for signed in (True, False):
         ref = if_loop(x, theta, signed, False, 4) * theta
         y = x.clone()
-        out = triton_if.if_folded(y, theta, signed, False, 4, NEG_EPS, True)
+        out = triton_if.if_folded(y, theta, signed, False, 4,
+                                  neg_threshold(theta), True)
         ok &= out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
     return ok
 
 
-def _in_place_stateful():
+def _in_place_stateful(device='cpu'):
     from fastsnn_mm.spiking import triton_if
-    from fastsnn_mm.spiking.functional import NEG_EPS, new_state
-    x = _inputs((4, 3, 1000), 'float32', 3, 0.8, steps=True)
-    theta = torch.tensor([0.8])
+    from fastsnn_mm.spiking.functional import neg_threshold, new_state
+    x = _inputs((4, 3, 1000), 'float32', 3, 0.8, steps=True, device=device)
+    theta = _theta(0.8, 'float32', device)
     ok = True
     for signed in (True, False):
         v1, c1 = new_state(x[0], theta, signed, 4)
         v2, c2 = new_state(x[0], theta, signed, 4)
         y = x.clone()
         a = triton_if.if_stateful(v1, c1, x, theta, signed, False, 4,
-                                  NEG_EPS)
+                                  neg_threshold(theta))
         b = triton_if.if_stateful(v2, c2, y, theta, signed, False, 4,
-                                  NEG_EPS, True)
+                                  neg_threshold(theta), True)
         ok &= b.data_ptr() == y.data_ptr() and torch.equal(a, b)
         ok &= torch.equal(v1, v2)
     return ok
 
 
-def _stateful_constant():
+def _stateful_constant(dtype, device='cpu'):
     """Chunks of a constant input (the layers before ran once)."""
     from fastsnn_mm.spiking import triton_if
-    from fastsnn_mm.spiking.functional import NEG_EPS, if_step, new_state
-    x = _inputs((3, 500), 'float32', 4)
-    theta = torch.tensor([0.6])
+    from fastsnn_mm.spiking.functional import if_step, neg_threshold, new_state
+    x = _inputs((3, 500), dtype, 4, device=device)
+    theta = _theta(0.6, dtype, device)
     ok = True
     for signed in (True, False):
         v1, c1 = new_state(x, theta, signed, 7)
@@ -156,67 +178,128 @@ def _stateful_constant():
             ref = torch.stack([if_step(v1, c1, x, theta, signed) * theta
                                for _ in range(steps)])
             out = triton_if.if_stateful(v2, c2, x, theta, signed, True,
-                                        steps, NEG_EPS)
+                                        steps, neg_threshold(theta))
             ok &= torch.equal(ref, out) and torch.equal(v1, v2)
+            if signed:
+                ok &= torch.equal(c1, c2)
     return ok
 
 
-def _dispatch():
-    from fastsnn_mm.spiking.functional import backend_for
-    x, theta = torch.zeros(3, 4), torch.ones(1)
-    return backend_for(x, theta) == 'triton'
-
-
-def _network(mode, time_chunk=None, hooks=False):
-    """A converted QResNet through the neurons: Triton (counted) against
-    the reference loop."""
-    from fastsnn_mm import convert_to_snn
+def _counting_launches():
+    """Replace ``triton_if._launch`` by a counting one; returns (calls,
+    undo)."""
     from fastsnn_mm.spiking import triton_if
-    from test_converter import SmallResNet, randomised
-    calls = []
-    launch = triton_if._launch
+    calls, launch = [], triton_if._launch
 
     def counted(*args, **kwargs):
         calls.append(1)
         return launch(*args, **kwargs)
     triton_if._launch = counted
+    return calls, lambda: setattr(triton_if, '_launch', launch)
+
+
+def _strided(device='cpu'):
+    """A channels_last input, [T*B, C, H, W] viewed as [T, B, ...], is not
+    contiguous: it takes the kernel all the same (copied contiguous)."""
+    from fastsnn_mm.spiking.functional import (
+        backend_for,
+        if_folded,
+        if_loop,
+        if_stateful,
+        new_state,
+    )
+    x = _inputs((6, 5, 9, 11), 'float32', 5, device=device)
+    x = x.to(memory_format=torch.channels_last)
+    steps = x.reshape(3, 2, *x.shape[1:])
+    theta = _theta(0.7, 'float32', device)
+    ok = not steps.is_contiguous() and backend_for(steps, theta) == 'triton'
+    calls, undo = _counting_launches()
+    try:
+        ref = if_loop(steps, theta, True, False, 3) * theta
+        ok &= torch.equal(if_folded(steps, theta, True, False, 3), ref)
+        v, c = new_state(steps[0], theta, True, 3)
+        ok &= torch.equal(if_stateful(v, c, steps, theta, True, False, 3),
+                          ref)
+    finally:
+        undo()
+    return ok and len(calls) == 2
+
+
+def _no_fp_contraction(device='cpu'):
+    """The kernel is compiled without fused multiply-adds."""
+    from fastsnn_mm.spiking import triton_if
+    kernel, options = triton_if.if_steps_kernel, {}
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                options.update(kwargs)
+                return kernel[grid](*args, **kwargs)
+            return launch
+    triton_if.if_steps_kernel = Spy()
+    try:
+        ok = _fresh('float32', True, False, 3, device)
+    finally:
+        triton_if.if_steps_kernel = kernel
+    return ok and options.get('enable_fp_fusion') is False
+
+
+def _dispatch(device='cpu'):
+    from fastsnn_mm.spiking.functional import backend_for
+    x, theta = torch.zeros(3, 4, device=device), torch.ones(1, device=device)
+    return backend_for(x, theta) == 'triton'
+
+
+def _network(mode, time_chunk=None, hooks=False, device='cpu'):
+    """A converted QResNet through the neurons: Triton (counted) against
+    the reference loop."""
+    from test_converter import SmallResNet, randomised
+
+    from fastsnn_mm import convert_to_snn
+    calls, undo = _counting_launches()
     net = randomised(SmallResNet(bits=3))
-    x = torch.randn(2, 3, 16, 16)
-    snn = convert_to_snn(net, mode=mode, time_chunk=time_chunk)
+    x = torch.randn(2, 3, 16, 16, device=device)
+    snn = convert_to_snn(net, mode=mode, time_chunk=time_chunk).to(device)
     if hooks:  # a hook reading the input keeps it intact (no in-place)
         seen = []
         first = snn.module.backbone.layer1[0].act1
         first.register_forward_hook(
             lambda m, i, o: seen.append(i[0] is not o))
-    with torch.no_grad():
-        fast = snn(x)
-        os.environ['FASTSNN_IF_KERNEL'] = '0'
-        try:
+    before = os.environ.get('FASTSNN_IF_KERNEL')
+    try:
+        with torch.no_grad():
+            fast = snn(x)
+            os.environ['FASTSNN_IF_KERNEL'] = '0'
             slow = snn(x)
-        finally:
-            os.environ['FASTSNN_IF_KERNEL'] = 'triton'
-    triton_if._launch = launch
+    finally:
+        undo()
+        if before is None:
+            os.environ.pop('FASTSNN_IF_KERNEL', None)
+        else:
+            os.environ['FASTSNN_IF_KERNEL'] = before
     return bool(calls) and torch.equal(fast, slow) and \
         (not hooks or all(seen))
 
 
-def run_cases():
-    os.environ['FASTSNN_IF_KERNEL'] = 'triton'
-    torch.set_num_threads(1)
+def run_cases(device='cpu'):
+    """{case name: True, False or the error it raised} on ``device``."""
     results = {}
 
     def record(name, fn, *args):
         try:
-            results[name] = bool(fn(*args))
+            results[name] = bool(fn(*args, device=device))
         except Exception as e:  # reported by the test that owns the case
             results[name] = f'{type(e).__name__}: {e}'
-    for name, *args in fresh_cases():
+    for name, *args in fresh_cases(device):
         record(name, _fresh, *args)
-    for name, *args in stateful_cases():
+    for name, *args in stateful_cases(device):
         record(name, _stateful, *args)
     record('in-place-folded', _in_place_folded)
     record('in-place-stateful', _in_place_stateful)
-    record('stateful-constant', _stateful_constant)
+    for dtype in ('float32', 'float16', 'bfloat16'):
+        record(f'stateful-constant-{dtype}', _stateful_constant, dtype)
+    record('strided-input', _strided)
+    record('no-fp-contraction', _no_fp_contraction)
     record('dispatch-picks-triton', _dispatch)
     record('network-folded', _network, 'folded', 7)
     record('network-chunks', _network, 'folded', 3)
@@ -244,6 +327,31 @@ def test_triton_kernel_equals_reference(verdicts, case):
     assert verdicts[case] is True, verdicts[case]
 
 
+@pytest.fixture(scope='module')
+def cuda_verdicts():
+    """The cases on the GPU, with cuDNN's deterministic algorithms and no
+    TF32 (restored after), as the bit-for-bit claims need."""
+    flags = (torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield run_cases('cuda')
+    finally:
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = flags
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('case', case_names('cuda'))
+def test_triton_kernel_equals_reference_on_cuda(cuda_verdicts, case):
+    assert cuda_verdicts[case] is True, cuda_verdicts[case]
+
+
 if __name__ == '__main__':
     assert os.environ.get('TRITON_INTERPRET') == '1'
-    print(json.dumps(run_cases()))
+    os.environ['FASTSNN_IF_KERNEL'] = 'triton'
+    torch.set_num_threads(1)
+    print(json.dumps(run_cases('cpu')))

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 
-import torch
 from mmengine.dist import all_reduce, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS

@@ -27,18 +27,27 @@ train_and_compare() {  # name config [extra test args...]; TRAIN_ARGS for train
     --out-json "$OUT/$name/results.json" "$@"
 }
 
+draw() {  # name config: one val image, QANN and SNN side by side
+  local img
+  img="data/synthetic_voc/VOC2007/JPEGImages/$(head -n 1 data/synthetic_voc/VOC2007/ImageSets/Main/val.txt).jpg"
+  "$PY" tools/image_demo.py "$img" "$2" "$(last_ckpt "$OUT/$1")" \
+    --out "$OUT/$1/qann_vs_snn.png"
+}
+
 for s in $STAGES; do
   case $s in
     cls) train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py ;;
     det) train_and_compare det configs/yolo_fastsnn_synthetic.py \
-           --show-dir vis ;;
+           --show-dir vis
+         draw det configs/yolo_fastsnn_synthetic.py ;;
     seg)
       # the segmentor's backbone starts from the demo classifier's weights
       [ -f "$OUT/cls/last_checkpoint" ] || \
         train_and_compare cls configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py
       TRAIN_ARGS="--cfg-options load_from=$(last_ckpt "$OUT/cls")" \
         train_and_compare seg configs/deeplab_fastsnn_synthetic.py \
-          --show-dir vis ;;
+          --show-dir vis
+      draw seg configs/deeplab_fastsnn_synthetic.py ;;
     finetune)
       stage "finetune: 2-bit QANN from the 3-bit one, then layer-wise SNN tuning at T=3"
       [ -f "$OUT/cls/last_checkpoint" ] || \

@@ -2,27 +2,37 @@
 
     python tools/test.py CONFIG CHECKPOINT                 # QANN
     python tools/test.py CONFIG CHECKPOINT --snn [--timesteps 7]
+    python tools/test.py CONFIG CHECKPOINT --snn --spike-dtype int8
     python tools/test.py CONFIG CHECKPOINT --compare --neuron signed unsigned
 """
 import argparse
-import warnings
 import json
 import numbers
 import os
+import warnings
 
 # setuptools<82 (needed by mmcv and mm config scopes) warns on import
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmengine.dist import is_main_process
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
+from fastsnn_mm.spiking.low_precision import SPIKE_DTYPES
+from fastsnn_mm.spiking.validation import COMMAND_LINE, check_snn_arguments
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.atomic import atomic_write
-from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
-                                     check_data, check_task_packages, fail,
-                                     load_config, run_main, setup_distributed)
+from fastsnn_mm.utils.launch import (
+    add_common_args,
+    check_checkpoint,
+    check_data,
+    check_task_packages,
+    fail,
+    load_config,
+    run_main,
+    setup_distributed,
+)
+from fastsnn_mm.utils.modules import unwrap_model
 
 
 def parse_args():
@@ -44,6 +54,11 @@ def parse_args():
     parser.add_argument('--time-chunk', type=int, default=None,
                         help='folded mode: at most this many steps per pass '
                         '(bounds memory; same spikes)')
+    parser.add_argument('--spike-dtype', default=None,
+                        choices=list(SPIKE_DTYPES),
+                        help='run the convs/linears that read spikes in this '
+                        'precision (int8: exact on weights quantized to <= 8 '
+                        'bits); membranes stay float32')
     parser.add_argument('--show-dir', help='save drawn predictions here')
     parser.add_argument('--out-json', help='write the metric table as JSON')
     return parser.parse_args()
@@ -52,15 +67,9 @@ def parse_args():
 @run_main
 def main():
     args = parse_args()
-    if args.timesteps is not None and args.timesteps < 1:
-        fail(f'--timesteps must be >= 1, got {args.timesteps} (T; leave it '
-             'out for 2^bits - 1)')
-    if args.time_chunk is not None and args.time_chunk < 1:
-        fail(f'--time-chunk must be >= 1, got {args.time_chunk}')
-    if args.time_chunk is not None and args.mode != 'folded':
-        fail(f'--time-chunk applies to --mode folded only, got --mode '
-             f'{args.mode} (streaming presents one step per pass): drop '
-             '--time-chunk, or use --mode folded')
+    # the library's own check, worded as options (one line via run_main)
+    check_snn_arguments(args.timesteps, None, args.mode, args.time_chunk,
+                        spelling=COMMAND_LINE)
     if not os.path.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
     retain_freed_memory()  # this process only: SNN passes reuse big buffers
@@ -74,7 +83,7 @@ def main():
     runner = Runner.from_cfg(cfg)
     # mmengine would skip keys that do not fit with only a warning
     check_checkpoint(runner, args.checkpoint, 'test')
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = unwrap_model(runner.model)
     if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
              'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
@@ -87,10 +96,14 @@ def main():
     if args.snn or args.compare:
         for neuron in args.neuron:
             model.to_snn(timesteps=args.timesteps, neuron=neuron,
-                         mode=args.mode, time_chunk=args.time_chunk)
+                         mode=args.mode, time_chunk=args.time_chunk,
+                         spike_dtype=args.spike_dtype)
             T = model.snn_cfg['timesteps']
             metrics = test_once(runner, args.show_dir, f'snn_{neuron}_T{T}')
-            rows.append(dict(model='SNN', neuron=neuron, T=T, **metrics))
+            spikes = {} if args.spike_dtype is None else dict(
+                spike_dtype=args.spike_dtype)
+            rows.append(dict(model='SNN', neuron=neuron, T=T, **spikes,
+                             **metrics))
     print_table(rows, runner.logger)
     if args.out_json and is_main_process():  # every rank has the table
         atomic_write(args.out_json, lambda f: json.dump(

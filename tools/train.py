@@ -11,11 +11,18 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from fastsnn_mm.utils.launch import (add_common_args, check_checkpoint,
-                                     check_data, check_load_from,
-                                     check_task_packages, fail,
-                                     find_resumable_checkpoint, load_config,
-                                     run_main, setup_distributed)
+from fastsnn_mm.utils.launch import (
+    add_common_args,
+    check_checkpoint,
+    check_data,
+    check_load_from,
+    check_task_packages,
+    fail,
+    find_resumable_checkpoint,
+    load_config,
+    run_main,
+    setup_distributed,
+)
 
 
 def enable_amp(cfg, dtype=None):

@@ -1,7 +1,8 @@
 # Progressive QAT, last step: the 2-bit QANN starts from the 3-bit demo
 # checkpoint (alphas and weights carried over), a short schedule at low lr.
 #   python tools/train.py configs/fastsnn_cls/qresnet_synthetic_cls_2bit.py \
-#       --cfg-options load_from=work_dirs/qresnet_synthetic_cls_3bit/epoch_30.pth
+#       --cfg-options \
+#       load_from=work_dirs/qresnet_synthetic_cls_3bit/epoch_30.pth
 _base_ = ['./qresnet_synthetic_cls_3bit.py']
 
 model = dict(quant=dict(bits=2))

@@ -26,7 +26,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-from .layer_stats import WEIGHTED, eval_mode, path_of
+from ..utils.modules import eval_mode
+from .layer_stats import WEIGHTED, path_of
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9

@@ -25,7 +25,10 @@ import torch
 from torch import nn
 
 from ..quantization import QuantReLU
-from ..spiking import IFNeuron, SpikingNetwork, neurons_of, timestep_context
+from ..spiking import IFNeuron, SpikingNetwork, neurons_of
+from ..spiking.functional import qann_level
+from ..spiking.run_state import TimestepRun, timestep_run
+from ..utils.modules import eval_mode, forward_hooks
 
 #: layers whose work counts as synaptic operations
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -70,32 +73,15 @@ class _CallSites:
 
 
 @contextmanager
-def eval_mode(*models):
-    """Put models in eval mode (BN running stats), restoring each module's
-    own flag after."""
-    flags = [(m, m.training) for model in models for m in model.modules()]
-    for model in models:
-        model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-@contextmanager
 def _hooks(root, types, fn):
     """Call ``fn(name, module, inputs, output)`` after each matching module."""
-    handles = [
-        m.register_forward_hook(
-            lambda mod, inp, out, name=name: fn(name, mod, inp, out))
-        for name, m in root.named_modules() if isinstance(m, types)
-    ]
-    try:
+    names = {m: name for name, m in root.named_modules()
+             if isinstance(m, types)}
+
+    def make_hook(m):
+        return lambda mod, inp, out: fn(names[m], mod, inp, out)
+    with forward_hooks(names, make_hook):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _qann_activations(qann, x):
@@ -122,9 +108,15 @@ def summed_input_count(inp, theta, T, B):
     """The count an exact neuron would make of its input over T steps:
     clamp(round(S), 0, T), S the summed input in units of theta, per image
     [B, n]. ``inp`` is [T*B, ...] (one input per step) or [B, ...] (the
-    same input at every step)."""
-    x = inp.detach()
-    summed = T * x if x.shape[0] == B else x.reshape(T, B, *x.shape[1:]).sum(0)
+    same input at every step), as a folded run of T steps and batch B
+    reads it."""
+    return _summed_count(TimestepRun(T, B, 'folded'), inp, theta)
+
+
+def _summed_count(run, inp, theta):
+    T, B = run.timesteps, run.batch_size
+    steps, constant = run.view(inp.detach())
+    summed = T * steps if constant else steps.sum(0)
     return torch.clamp(torch.floor(summed / theta + 0.5), 0, T).reshape(B, -1)
 
 
@@ -153,9 +145,9 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         theta = mod.theta.to(out.dtype)
         s = torch.round(out.detach() / theta).reshape(T, B, -1)
         q = acts[key].reshape(B, -1).to(out.dtype)
-        level = torch.floor(q * T / theta + 0.5)
+        level = qann_level(q, theta, T)
         count = s.sum(0)
-        exact = summed_input_count(inp[0], theta, T, B)
+        exact = _summed_count(run, inp[0], theta)
         missed = count != level
         row = rows.get(key) or rows.setdefault(
             key, _new_row(key, mod, q.shape[1]))
@@ -182,12 +174,13 @@ def _snn_pass(snn, x, T, acts, rows, feeds):
         x = inp[0]
         feeds[key]['_events'] += int(torch.count_nonzero(x))
         feeds[key]['_inputs'] += x.numel()
-        if last[0] is not None and x.shape[0] == T * B:
+        steps = run.steps_of(x)  # None: the same input at every step
+        if last[0] is not None and steps is not None:
             # events that are halves of a +1/-1 pair at the same input
-            pairs = cancelling_pairs(x.detach().reshape(T, B, -1))
+            pairs = cancelling_pairs(steps.detach().reshape(T, B, -1))
             feeds[key]['_churn'] += 2 * int(pairs.sum())
 
-    with torch.no_grad(), timestep_context(snn, T, B, 'folded'), \
+    with torch.no_grad(), timestep_run(snn, T, B, 'folded') as run, \
             _hooks(root, IFNeuron, on_neuron), \
             _hooks(root, WEIGHTED, on_weighted):
         path(x)

@@ -8,8 +8,13 @@ import numbers
 import os
 import re
 
-from .plots import (plot_energy, plot_firing_rates, plot_metric_vs_timesteps,
-                    plot_mismatch, plot_synops)
+from .plots import (
+    plot_energy,
+    plot_firing_rates,
+    plot_metric_vs_timesteps,
+    plot_mismatch,
+    plot_synops,
+)
 
 
 def _is_number(v) -> bool:

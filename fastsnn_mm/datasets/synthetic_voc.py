@@ -27,6 +27,8 @@ METAINFO_FILE = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     '_base_', 'datasets', 'synthetic_voc_metainfo.py')
 MIN_SIZE = 32
+#: how the images of a split are drawn (see :func:`render_image`)
+FAMILIES = ('default', 'other')
 CROP_SIZE = 32
 JPEG_QUALITY = 95
 
@@ -86,6 +88,19 @@ def _background(rng, size: int) -> np.ndarray:
     return base + blobs + stripes[..., None] + noise
 
 
+def _tiled_background(rng, size: int) -> np.ndarray:
+    """The ``'other'`` family's backgrounds: a coarse grid of grey tiles of
+    random brightness, a diagonal gradient and stronger pixel noise (float
+    RGB); nothing of the default family's soft blobs and stripes."""
+    tiles = int(rng.integers(3, 9))
+    grid = rng.uniform(50, 190, (tiles, tiles, 1)) + rng.uniform(-12, 12, 3)
+    img = cv2.resize(grid, (size, size), interpolation=cv2.INTER_NEAREST)
+    yy, xx = np.mgrid[0:size, 0:size]
+    gradient = rng.uniform(-40, 40) * (xx + yy) / (2 * size)
+    noise = rng.normal(0, 12, (size, size, 3))
+    return img + gradient[..., None] + noise
+
+
 def _vivid_colour(rng, avoid: np.ndarray) -> np.ndarray:
     """A saturated RGB colour far enough from the background mean."""
     for _ in range(20):
@@ -97,30 +112,46 @@ def _vivid_colour(rng, avoid: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _place(rng, name: str, size: int):
-    """Random scale, rotation and position of one shape: int32 polygon."""
-    side = rng.uniform(0.15, 0.45) * size
+def _place(rng, name: str, size: int, family: str = 'default'):
+    """Random scale, rotation and position of one shape: int32 polygon.
+
+    The ``'other'`` family draws smaller and larger shapes (0.12-0.55 of
+    the image) stretched by up to 25 % along one axis before rotating.
+    """
+    lo_side, hi_side = (0.15, 0.45) if family == 'default' else (0.12, 0.55)
+    side = rng.uniform(lo_side, hi_side) * size
     angle = rng.uniform(-np.pi, np.pi) if name != 'square' else \
         rng.uniform(-0.35, 0.35)
     rot = np.array([[np.cos(angle), -np.sin(angle)],
                     [np.sin(angle), np.cos(angle)]])
-    pts = _unit_polygon(name) @ rot.T * side
+    unit = _unit_polygon(name)
+    if family != 'default':
+        unit = unit * np.array([rng.uniform(0.8, 1.25), 1.0])
+    pts = unit @ rot.T * side
     lo, hi = pts.min(0), pts.max(0)
     centre = rng.uniform(-lo, size - 1 - hi)
     return np.round(pts + centre).astype(np.int32)
 
 
-def render_image(rng, size: int, classes, next_label, max_objects=4):
+def render_image(rng, size: int, classes, next_label, max_objects=4,
+                 family='default'):
     """One image: (RGB uint8, label mask, instance list).
 
     ``classes`` are shape names; ``next_label()`` picks the next class index
-    and mask value ``i + 1`` marks class ``i``.
+    and mask value ``i + 1`` marks class ``i``. ``family``: ``'default'``
+    (what every config trains on) or ``'other'`` (tiled backgrounds,
+    stretched shapes painted with two-tone stripes: the same classes drawn
+    another way, for a test split no model has seen the like of).
 
     Shapes are painted in order; a new shape may hide at most a quarter of
     any earlier one, so every object stays recognisable. Boxes are the
     visible extent, 0-based inclusive ``(x1, y1, x2, y2)``.
     """
-    img = _background(rng, size)
+    if family not in FAMILIES:
+        raise ValueError(f'unknown image family {family!r}: use one of '
+                         f'{FAMILIES}')
+    img = _background(rng, size) if family == 'default' else \
+        _tiled_background(rng, size)
     mask = np.zeros((size, size), np.uint8)
     inst = np.zeros((size, size), np.int32)
     placed, areas = [], []
@@ -128,7 +159,8 @@ def render_image(rng, size: int, classes, next_label, max_objects=4):
         label = next_label()
         for _ in range(20):
             shape = np.zeros_like(mask)
-            cv2.fillPoly(shape, [_place(rng, classes[label], size)], 1)
+            cv2.fillPoly(shape, [_place(rng, classes[label], size, family)],
+                         1)
             left = np.bincount(inst[shape == 0], minlength=len(placed) + 1)
             if (left[1:] >= 0.75 * np.array(areas)).all():
                 break
@@ -136,7 +168,14 @@ def render_image(rng, size: int, classes, next_label, max_objects=4):
             continue
         sel = shape > 0
         colour = _vivid_colour(rng, img[sel].mean(0))
-        ramp = np.linspace(-15, 15, size)[None, :, None] * rng.choice([-1, 1])
+        if family == 'default':
+            ramp = np.linspace(-15, 15, size)[None, :, None] * \
+                rng.choice([-1, 1])
+        else:  # two tones in stripes across the shape
+            yy, xx = np.mgrid[0:size, 0:size]
+            period = rng.uniform(4, 12)
+            ramp = 25 * np.sign(np.sin((xx + yy) * np.pi / period))[
+                ..., None]
         paint = colour + ramp + rng.normal(0, 5, img.shape)
         img[sel] = paint[sel]
         mask[sel] = label + 1
@@ -215,12 +254,23 @@ def _encode(ext: str, rgb: np.ndarray) -> bytes:
 
 def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
                            seed: int = 0, size: int = 160,
-                           progress: bool = False) -> Dict[str, List[dict]]:
+                           progress: bool = False, num_test: int = 0,
+                           test_seed: int = None,
+                           test_family: str = 'default'
+                           ) -> Dict[str, List[dict]]:
     """Write the synthetic tree under ``out_dir``; return its ground truth.
 
     Returns ``{'train': [...], 'val': [...]}`` with one dict per image:
     ``img_id`` and ``objects`` (``label``, ``name``, 0-based inclusive
     ``bbox``). The same arguments give byte-identical files.
+
+    Without ``num_test`` the VOC ``test`` list is the val split. With it, a
+    test split of its own follows: ``num_test`` images drawn from
+    ``test_seed`` (default ``seed + 1000``) in ``test_family`` (see
+    :func:`render_image`), listed as ``test`` (and ``classification/test``)
+    and in the returned ``'test'``; nothing tuned or trained on the train
+    or val split has seen them. Train and val stay byte-identical to a run
+    without a test split.
 
     Nothing half-written is left under ``out_dir``: the tree is written
     into a hidden ``.partial-*`` folder beside its final place and its
@@ -231,6 +281,10 @@ def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
     if num_train < 1 or num_val < 1:
         raise ValueError(f'need at least one train and one val image, got '
                          f'num_train={num_train}, num_val={num_val}')
+    if num_test < 0 or test_family not in FAMILIES:
+        raise ValueError(f'need num_test >= 0 and test_family in {FAMILIES},'
+                         f' got num_test={num_test}, '
+                         f'test_family={test_family!r}')
     if size < MIN_SIZE:
         raise ValueError(f'image size must be >= {MIN_SIZE} px, got {size}')
     meta = synthetic_metainfo()
@@ -243,8 +297,12 @@ def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
         shutil.rmtree(stale, ignore_errors=True)
     work = tempfile.mkdtemp(prefix=PARTIAL, dir=out_dir)
     try:
+        test = None if not num_test else (
+            num_test, np.random.default_rng(
+                seed + 1000 if test_seed is None else test_seed),
+            test_family)
         truth = _generate(work, num_train, num_val, rng, classes, meta,
-                          size, progress)
+                          size, progress, test)
         _publish(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -270,29 +328,40 @@ def _publish(work: str, out_dir: str) -> None:
 
 
 def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
-              progress):
-    deck: List[int] = []
+              progress, test=None):
+    """``test``: None, or (images, generator, family) of a test split."""
+    def label_deck(gen):
+        deck: List[int] = []
 
-    def next_label() -> int:
-        # Draw labels from shuffled decks so class counts stay balanced.
-        if not deck:
-            deck.extend(rng.permutation(len(classes)).tolist())
-        return deck.pop()
+        def next_label() -> int:
+            # Draw labels from shuffled decks so class counts stay balanced.
+            if not deck:
+                deck.extend(gen.permutation(len(classes)).tolist())
+            return deck.pop()
+        return next_label
+    # (split, images, generator, family, labels)
+    shared = label_deck(rng)
+    splits = [('train', num_train, rng, 'default', shared),
+              ('val', num_val, rng, 'default', shared)]
+    if test is not None:
+        count, gen, family = test
+        splits.append(('test', count, gen, family, label_deck(gen)))
 
     voc = osp.join(out_dir, 'VOC2007')
     cls_root = osp.join(out_dir, 'classification')
     bar = None
     if progress:
         from mmengine.utils import ProgressBar
-        bar = ProgressBar(num_train + num_val)
+        bar = ProgressBar(sum(split[1] for split in splits))
     truth: Dict[str, List[dict]] = {}
     index = 0
-    for split, count in (('train', num_train), ('val', num_val)):
+    for split, count, gen, family, next_label in splits:
         records, cls_lines = [], []
         for _ in range(count):
             index += 1
             img_id = f'{index:06d}'
-            img, mask, objects = render_image(rng, size, classes, next_label)
+            img, mask, objects = render_image(gen, size, classes, next_label,
+                                              family=family)
             _write(osp.join(voc, 'JPEGImages', f'{img_id}.jpg'),
                    _encode('.jpg', img))
             _write(osp.join(voc, 'Annotations', f'{img_id}.xml'),
@@ -310,14 +379,15 @@ def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
         truth[split] = records
         _write(osp.join(cls_root, 'meta', f'{split}.txt'),
                ''.join(line + '\n' for line in cls_lines).encode())
-    # Split lists; VOC-style tools expect a test split: it is the val split.
+    # Split lists; VOC-style tools expect a test split: without one of its
+    # own it is the val split.
     lists = dict(train=('train', ), val=('val', ), trainval=('train', 'val'),
-                 test=('val', ))
+                 test=('test', ) if test is not None else ('val', ))
     for name, parts in lists.items():
         ids = ''.join(r['img_id'] + '\n' for p in parts for r in truth[p])
         _write(osp.join(voc, 'ImageSets', 'Main', f'{name}.txt'),
                ids.encode())
-        if name != 'test':
+        if name != 'test' or test is not None:
             _write(osp.join(voc, 'ImageSets', 'Segmentation', f'{name}.txt'),
                    ids.encode())
     if bar is not None:

@@ -11,13 +11,10 @@ import importlib
 
 from ..errors import MissingPackageError
 from ..registry import MODELS as ROOT_MODELS
+from ..tasks import PIP_NAMES, TASK_WRAPPERS
 from .backbones import *  # noqa: F401,F403
 from .timestep_mixin import TimestepMixin  # noqa: F401
 
-#: wrapper type -> the mm task package it lives in
-TASK_WRAPPERS = {'FastSNNImageClassifier': 'mmpretrain',
-                 'FastSNNSingleStageDetector': 'mmdet',
-                 'FastSNNEncoderDecoder': 'mmseg'}
 #: submodule of this package -> the packages it imports
 _OPTIONAL = (('necks', ('mmcv', )), ('classifiers', ('mmpretrain', )),
              ('detectors', ('mmdet', )), ('segmentors', ('mmseg', )))
@@ -35,8 +32,7 @@ def _missing(err: ImportError, packages) -> bool:
 
 
 def _stand_in(name: str, package: str):
-    from ..utils.launch import PIP_NAMES
-
+    """A builder for ``name`` that says which package to install."""
     def build(*args, **kwargs):
         raise MissingPackageError(
             f'model type {name} needs {package}, which is not installed: '

@@ -11,16 +11,20 @@ Conversion is lazy: a model built with ``snn=dict(...)`` is a QANN until its
 first inference, so QANN checkpoints (and SNN checkpoints, whose thresholds
 load as alphas) load into it first by the usual mm means.
 """
-from ..errors import BadArgumentError
-from ..quantization import quantize_model
-from ..spiking import convert_to_snn, neurons_of, run_timesteps
-from ..spiking.converter import check_snn_arguments
-from ..spiking.runner import check_mode, check_timesteps
+import copy
+from contextlib import contextmanager
 
+from ..errors import BadArgumentError
+from ..quantization.from_config import quantize_from_config
+from ..spiking import convert_to_snn, neurons_of, run_timesteps
+from ..spiking.low_precision import check_spike_dtype
+from ..spiking.validation import CONFIG, check_snn_arguments
 
 #: what a config's ``quant=dict(...)`` / ``snn=dict(...)`` may hold
-QUANT_KEYS = ('bits', 'skip', 'alpha', 'weight')
-SNN_KEYS = ('timesteps', 'neuron', 'mode', 'time_chunk', 'skip', 'fold_bn')
+QUANT_KEYS = ('bits', 'skip', 'alpha', 'weight', 'make_convertible',
+              'per_call_site')
+SNN_KEYS = ('timesteps', 'neuron', 'mode', 'time_chunk', 'skip', 'fold_bn',
+            'spike_dtype')
 
 
 def _config_dict(name, value, allowed, required=()):
@@ -43,12 +47,13 @@ def _config_dict(name, value, allowed, required=()):
 
 
 class TimestepMixin:
-    """Mixed into an mm model class in front of it (``class X(Mixin, Stock)``)."""
+    """Mixed into an mm model class in front of it
+    (``class X(Mixin, Stock)``)."""
 
     def init_fastsnn(self, quant=None, snn=None):
         if quant:
-            quantize_model(self, **_config_dict('quant', quant, QUANT_KEYS,
-                                                required=('bits', )))
+            quantize_from_config(self, self.spiking_path, **_config_dict(
+                'quant', quant, QUANT_KEYS, required=('bits', )))
         self.snn_cfg = None
         self._pending_snn = None
         if snn:
@@ -57,32 +62,61 @@ class TimestepMixin:
             check_snn_arguments(snn.get('timesteps'),
                                 snn.get('neuron', 'signed'),
                                 snn.get('mode', 'folded'),
-                                snn.get('time_chunk'))
+                                snn.get('time_chunk'), spelling=CONFIG)
+            check_spike_dtype(snn.get('spike_dtype'), 'model.snn.spike_dtype')
             self._pending_snn = snn
 
     # -- state -----------------------------------------------------------
     @property
     def is_snn(self) -> bool:
-        self._convert_if_pending()
+        """Whether the model is converted now (a plain read: a pending
+        ``snn=dict(...)`` counts only once :meth:`ensure_converted` ran)."""
         return self.snn_cfg is not None
 
-    def _convert_if_pending(self):
+    @property
+    def pending_snn(self):
+        """The ``snn=dict(...)`` settings the first inference will convert
+        with, or None (not configured, or converted already)."""
+        pending = getattr(self, '_pending_snn', None)
+        return dict(pending) if pending else None
+
+    def ensure_converted(self):
+        """Apply a pending ``snn=dict(...)`` conversion now; returns self.
+
+        Conversion waits until here so that checkpoints load into the QANN
+        first; every inference and loss entry point calls this before it
+        reads :attr:`is_snn`."""
         pending = getattr(self, '_pending_snn', None)
         if pending:
             self._pending_snn = None
-            convert_to_snn(self, inplace=True, **pending)
+            convert_to_snn(self, copy=False, **pending)
+        return self
+
+    def qann_copy(self):
+        """A deep copy of this (not yet converted) model that stays a QANN:
+        any pending conversion is dropped from the copy, so it can serve as
+        the reference an SNN made from this model is compared with."""
+        if self.is_snn:
+            raise BadArgumentError(
+                f'{type(self).__name__} is converted already: take the QANN '
+                'copy before to_snn() (or load the QANN checkpoint into a '
+                'model built without snn=dict(...))')
+        qann = copy.deepcopy(self)
+        qann._pending_snn = None
+        return qann
 
     def set_snn(self, timesteps, neuron='signed', mode='folded',
                 time_chunk=None):
         """Called by :func:`convert_to_snn` once neurons are in place."""
-        T = check_timesteps(timesteps)
-        self.snn_cfg = dict(timesteps=T, neuron=neuron, mode=check_mode(mode),
+        check_snn_arguments(timesteps, neuron, mode, time_chunk,
+                            timesteps_default=False)
+        self.snn_cfg = dict(timesteps=timesteps, neuron=neuron, mode=mode,
                             time_chunk=time_chunk)
 
     def to_snn(self, **kwargs):
         """Convert this model in place (see :func:`convert_to_snn`)."""
         self._pending_snn = None
-        return convert_to_snn(self, inplace=True, **kwargs)
+        return convert_to_snn(self, copy=False, **kwargs)
 
     # -- inference ---------------------------------------------------------
     def spiking_path(self, inputs):
@@ -90,16 +124,48 @@ class TimestepMixin:
         raise NotImplementedError
 
     def snn_forward(self, inputs):
-        """Run :meth:`spiking_path` as a T-step SNN, outputs averaged over T."""
+        """Run :meth:`spiking_path` as a T-step SNN, outputs averaged over
+        T."""
         cfg = self.snn_cfg
         return run_timesteps(self, self.spiking_path, inputs,
                              cfg['timesteps'], cfg['mode'],
                              cfg.get('time_chunk'))
 
+    # -- task loss ---------------------------------------------------------
     def refuse_snn_loss(self):
         raise RuntimeError(
             'a converted SNN is not trained by back-propagation: evaluate it, '
-            'or tune it with LayerwiseFinetuneLoop')
+            'or tune it with LayerwiseFinetuneLoop (task_iters > 0 trains '
+            'it on the task loss)')
+
+    @contextmanager
+    def snn_loss_allowed(self):
+        """Within: ``loss`` mode runs on the converted SNN
+        (:meth:`snn_loss`). Spikes carry no gradient, so a loss is only
+        of use where a surrogate carries it through the neurons: the
+        fine-tuning loop's task-loss stage opens this together with one."""
+        before = getattr(self, '_snn_loss_ok', False)
+        self._snn_loss_ok = True
+        try:
+            yield self
+        finally:
+            self._snn_loss_ok = before
+
+    def snn_loss(self, inputs, data_samples):
+        """The task's own losses of the SNN: the spiking path at T (all
+        steps in one folded pass), its outputs averaged over T, handed to
+        the head's stock loss (:meth:`loss_from_outputs`). Refused outside
+        :meth:`snn_loss_allowed`."""
+        if not getattr(self, '_snn_loss_ok', False):
+            self.refuse_snn_loss()
+        T = self.snn_cfg['timesteps']
+        outs = run_timesteps(self, self.spiking_path, inputs, T, 'folded',
+                             T)
+        return self.loss_from_outputs(outs, data_samples)
+
+    def loss_from_outputs(self, outs, data_samples):
+        """The head's stock losses of spiking-path outputs (per task)."""
+        raise NotImplementedError
 
     @property
     def neurons(self):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.modules import forward_hooks
 from .quant_relu import QuantReLU
 
 _METHODS = ('percentile', 'max', 'mse')
@@ -77,27 +78,31 @@ def calibrate_alpha(model: nn.Module, batches, method: str = 'percentile',
               if isinstance(m, QuantReLU) and n not in skip}
     samples = {n: [] for n in quants}
 
-    def hook(mod, inputs, output, name):
-        x = inputs[0].detach()
-        pos = x[x > 0].float()
-        if pos.numel() > num_samples:
-            idx = torch.randint(pos.numel(), (num_samples,), device=pos.device)
-            pos = pos[idx]
-        samples[name].append(pos)
-        return F.relu(x)  # full precision downstream
+    names = {m: n for n, m in quants.items()}
 
-    handles = [m.register_forward_hook(
-        lambda mod, i, o, n=n: hook(mod, i, o, n)) for n, m in quants.items()]
+    def sampler(module):
+        kept = samples[names[module]]
+
+        def hook(mod, inputs, output):
+            x = inputs[0].detach()
+            pos = x[x > 0].float()
+            if pos.numel() > num_samples:
+                idx = torch.randint(pos.numel(), (num_samples,),
+                                    device=pos.device)
+                pos = pos[idx]
+            kept.append(pos)
+            return F.relu(x)  # full precision downstream
+        return hook
+
     was_training = model.training
     model.eval()
     seen = 0
     try:
-        for batch in batches:
-            _run_batch(model, batch)
-            seen += 1
+        with forward_hooks(names, sampler):
+            for batch in batches:
+                _run_batch(model, batch)
+                seen += 1
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
     if seen == 0:
         raise ValueError('calibrate_alpha got no batches')

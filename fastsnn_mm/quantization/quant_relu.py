@@ -102,12 +102,14 @@ class QuantReLU(nn.Module):
             less per step). ``ConvModule`` passes True, as for ReLU.
     """
 
-    def __init__(self, bits: int = 3, alpha: float = 4.0, inplace: bool = False):
+    def __init__(self, bits: int = 3, alpha: float = 4.0,
+                 inplace: bool = False):
         super().__init__()
         self.bits = check_bits(bits)
         self.inplace = bool(inplace)
         if not alpha > 0:
-            raise ValueError(f'QuantReLU alpha must be positive, got {alpha!r}')
+            raise ValueError(
+                f'QuantReLU alpha must be positive, got {alpha!r}')
         self.alpha = nn.Parameter(torch.tensor([float(alpha)]))
 
     @property

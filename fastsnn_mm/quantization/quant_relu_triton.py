@@ -5,8 +5,8 @@ activation forward (divide, clamp, scale, round, rescale) and as many
 backward, each reading and writing the whole tensor: on a GPU, where
 elementwise work is bound by memory bandwidth, the QAT train step took
 1.66x the ReLU step before this kernel (QResNet-18, H200, 32 px, batch
-128; `benchmarks/bench_qat_step.py --device cuda` measures it). Here the forward
-reads x once and writes q once; the backward reads x and the incoming
+128; `benchmarks/bench_qat_step.py --device cuda` measures it). Here the
+forward reads x once and writes q once; the backward reads x and the incoming
 gradient once, writes the input gradient once, and reduces the clip's
 gradient to one partial sum per block. q is recomputed in the backward from
 x and alpha instead of being saved, so the layer keeps one tensor, not two.
@@ -21,6 +21,10 @@ whole tensor, taken in another order than torch's, so it agrees to float32
 rounding. Arithmetic is in float32 whatever the input's dtype (bfloat16 or
 float16 under autocast), so the levels ``k * alpha / (2^b - 1)`` stay exact.
 
+Every launch goes to x's own GPU, not the current one
+(:func:`fastsnn_mm.utils.devices.on_device_of`), so a model on ``cuda:1``
+runs there.
+
 Tested bit for bit against the torch path on CPU tensors through Triton's
 interpreter (``TRITON_INTERPRET=1``); tests marked ``cuda`` check the same
 on a GPU where one is present.
@@ -29,6 +33,8 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
+
+from ..utils.devices import on_device_of
 
 #: elements per program; 4 warps of 32 threads, 8 elements a thread
 BLOCK = 1024
@@ -42,9 +48,12 @@ def _div_rn(a, b):
 
 
 @triton.jit
-def _clip_and_step(alpha_ptr, levels, inv_levels, STEP_BY_RECIPROCAL: tl.constexpr):
+def _clip_and_step(alpha_ptr, levels, inv_levels,
+                   STEP_BY_RECIPROCAL: tl.constexpr):
     a = tl.abs(tl.load(alpha_ptr).to(tl.float32))
-    a = tl.maximum(a, 1e-8)
+    # clamp_min(1e-8) as torch's: a NaN alpha stays NaN (tl.maximum would
+    # return 1e-8 and quantize as if alpha were tiny)
+    a = tl.where(a < 1e-8, 1e-8, a)
     if STEP_BY_RECIPROCAL:
         step = a * inv_levels
     else:
@@ -126,9 +135,10 @@ def quant_relu_forward(x: torch.Tensor, alpha: torch.Tensor, levels: int,
     n = x.numel()
     if n:
         lv, inv, recip = _scalars(levels, x.device)
-        _quant_relu_fwd[_grid(n)](x, q, alpha, n, lv, inv,
-                                  STEP_BY_RECIPROCAL=recip, BLOCK=BLOCK,
-                                  num_warps=4, enable_fp_fusion=False)
+        with on_device_of(x):  # x's GPU, not the current one
+            _quant_relu_fwd[_grid(n)](x, q, alpha, n, lv, inv,
+                                      STEP_BY_RECIPROCAL=recip, BLOCK=BLOCK,
+                                      num_warps=4, enable_fp_fusion=False)
     return q
 
 
@@ -145,9 +155,11 @@ def quant_relu_backward(x: torch.Tensor, grad_out: torch.Tensor,
     partial = torch.zeros(_grid(n)[0], dtype=torch.float32, device=x.device)
     if n:
         lv, inv, recip = _scalars(levels, x.device)
-        _quant_relu_bwd[_grid(n)](x, grad_out, grad_x, partial, alpha, n, lv,
-                                  inv, STEP_BY_RECIPROCAL=recip, BLOCK=BLOCK,
-                                  num_warps=4, enable_fp_fusion=False)
+        with on_device_of(x):
+            _quant_relu_bwd[_grid(n)](x, grad_out, grad_x, partial, alpha, n,
+                                      lv, inv, STEP_BY_RECIPROCAL=recip,
+                                      BLOCK=BLOCK, num_warps=4,
+                                      enable_fp_fusion=False)
     grad_alpha = partial.sum().to(alpha.dtype).reshape(alpha.shape)
     return grad_x, grad_alpha
 

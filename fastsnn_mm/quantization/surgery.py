@@ -5,22 +5,27 @@ blocks such as ResNet's BasicBlock/Bottleneck hard-code ``nn.ReLU``. Surgery
 swaps module objects, so it reaches those too. It cannot see ``F.relu``
 calls inside a forward, nor tell that one module object is called at several
 places (mm ResNet blocks call one ``self.relu`` two or three times): such a
-module becomes one QuantReLU with one alpha, and a converter that needs one
-neuron per call site must split it (see :func:`shared_quant_relus`).
+module becomes one QuantReLU with one alpha here (:func:`shared_quant_relus`
+lists them); a traced forward then gives it one QuantReLU per call site
+(:mod:`.call_sites`, on by default for ``quant=`` configs).
 """
-from fnmatch import fnmatchcase
-
 import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from ..utils.modules import forward_hooks
+from ..utils.patterns import children_outside, path_matches
+from .activations import NON_RELU_ACTIVATIONS
 from .quant_relu import QuantReLU, check_bits
-from .weight_quant import (QuantConv2d, QuantLinear, _WeightQuantizer,
-                           check_weight_bits)
+from .weight_quant import (
+    QuantConv2d,
+    QuantLinear,
+    _WeightQuantizer,
+    check_weight_bits,
+)
 
 # Activations a QANN cannot express; surgery leaves them and warns.
-_OTHER_ACTS = (nn.LeakyReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU,
-               nn.Hardswish, nn.Sigmoid, nn.Tanh)
+_OTHER_ACTS = tuple(NON_RELU_ACTIVATIONS)
 
 
 def _plain_types(base):
@@ -34,22 +39,6 @@ def _plain_types(base):
     except (ImportError, AttributeError):
         pass
     return tuple(types)
-
-
-def _skipped(name: str, skip) -> bool:
-    return any(name == p or name.startswith(p + '.') or fnmatchcase(name, p)
-               for p in skip)
-
-
-def _children(model, skip, prefix=''):
-    """Yield (parent, attr, full_name, child) in registration order
-    (pre-order), not descending into skipped names."""
-    for attr, child in model.named_children():
-        full = f'{prefix}.{attr}' if prefix else attr
-        if _skipped(full, skip):
-            continue
-        yield model, attr, full, child
-        yield from _children(child, skip, full)
 
 
 def _check_weight_cfg(weight):
@@ -68,7 +57,7 @@ def _quantize_weights(model, cfg, skip):
     bits, fl_bits = cfg.pop('bits'), cfg.pop('first_last_bits')
     first_last = cfg.pop('first_last', None)
     convs, lins = _plain_types(nn.Conv2d), _plain_types(nn.Linear)
-    layers = [(p, a, n, m) for p, a, n, m in _children(model, ())
+    layers = [(p, a, n, m) for n, p, a, m in children_outside(model, ())
               if type(m) in convs + lins or isinstance(m, (QuantConv2d,
                                                            QuantLinear))]
     if first_last is None:
@@ -80,7 +69,7 @@ def _quantize_weights(model, cfg, skip):
             [n for _, _, n, _ in layers]
         first_last += tail[-1:]
     for parent, attr, name, layer in layers:
-        if _skipped(name, skip):
+        if path_matches(name, skip):
             continue
         b = fl_bits if name in first_last else bits
         if isinstance(layer, (QuantConv2d, QuantLinear)):
@@ -113,7 +102,7 @@ def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,
     skip = list(skip or ())
     kwargs = {} if alpha is None else dict(alpha=float(alpha))
     replaced, others = {}, []
-    for parent, attr, name, child in list(_children(model, skip)):
+    for name, parent, attr, child in list(children_outside(model, skip)):
         if isinstance(child, QuantReLU):
             child.set_bits(bits)
         elif type(child) is nn.ReLU:
@@ -163,12 +152,14 @@ def shared_quant_relus(model: nn.Module, run) -> dict:
     the module tree.
     """
     calls = {}
-    handles = [m.register_forward_hook(
-        lambda mod, i, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
-        for n, m in model.named_modules() if isinstance(m, QuantReLU)]
-    try:
+    names = {m: n for n, m in model.named_modules()
+             if isinstance(m, QuantReLU)}
+
+    def counter(module):
+        name = names[module]
+        return lambda mod, i, o: calls.__setitem__(name,
+                                                   calls.get(name, 0) + 1)
+
+    with forward_hooks(names, counter):
         run()
-    finally:
-        for h in handles:
-            h.remove()
     return {n: c for n, c in calls.items() if c > 1}

@@ -5,18 +5,25 @@ QuantReLU becomes an IF neuron whose threshold is its alpha, and the default
 number of time steps is 2^b - 1. Non-linearities with no exact spiking
 equivalent are refused up front, all of them in one error.
 """
-import copy
-import fnmatch
+from copy import deepcopy
 
 from mmengine.logging import print_log
 from torch import nn
 
-from ..errors import BadArgumentError, FastSNNError, check_choice, check_int
+from ..errors import BadArgumentError, UnconvertibleModelError
 from ..quantization import QuantReLU
+from ..quantization.activations import NON_RELU_ACTIVATIONS
+from ..utils.patterns import path_matches
 from .fold_bn import fold_batchnorm
+from .low_precision import (
+    check_spike_dtype,
+    restore_float_layers,
+    use_spike_dtype,
+)
 from .neurons import NEURONS, IFNeuron
-from .runner import (MODES, check_mode, check_time_chunk, check_timesteps,
-                     neurons_of, run_timesteps)
+from .run_state import neurons_of
+from .runner import run_timesteps
+from .validation import check_snn_arguments
 
 #: module type -> what to use instead in a convertible model
 UNCONVERTIBLE = {
@@ -24,30 +31,20 @@ UNCONVERTIBLE = {
     'a stride-2 conv or AvgPool2d', nn.MaxPool3d: 'a stride-2 conv or AvgPool',
     nn.AdaptiveMaxPool2d: 'AdaptiveAvgPool2d',
     nn.ReLU: "QuantReLU (run fastsnn_mm.quantize_model first)",
-    nn.ReLU6: 'QuantReLU', nn.LeakyReLU: 'QuantReLU', nn.PReLU: 'QuantReLU',
-    nn.ELU: 'QuantReLU', nn.SELU: 'QuantReLU', nn.CELU: 'QuantReLU',
-    nn.GELU: 'QuantReLU', nn.SiLU: 'QuantReLU', nn.Mish: 'QuantReLU',
-    nn.Hardswish: 'QuantReLU', nn.Hardsigmoid: 'QuantReLU',
-    nn.Sigmoid: 'QuantReLU (or move it into the decode step)',
-    nn.Tanh: 'QuantReLU', nn.Hardtanh: 'QuantReLU', nn.Softplus: 'QuantReLU',
-    nn.Softmax: 'nothing on the spiking path (move it into the decode step)',
+    **NON_RELU_ACTIVATIONS,
+    # statistics of each time step's own input: a spiking step is not the
+    # QANN's activation, so the SNN would normalise something else
+    nn.GroupNorm: 'BatchNorm (folded at inference)',
+    nn.LayerNorm: 'BatchNorm (folded at inference)',
+    nn.InstanceNorm2d: 'BatchNorm (folded at inference)',
 }
-
-
-class UnconvertibleModelError(FastSNNError, TypeError):
-    """The model holds modules with no spiking equivalent."""
-
-
-def _matches(name, patterns):
-    return any(name == p or name.startswith(p + '.') or fnmatch.fnmatch(name, p)
-               for p in patterns)
 
 
 def find_unconvertible(model, skip=()):
     """Return [(path, type name, replacement)] for every refused module."""
     found = []
     for name, mod in model.named_modules():
-        if skip and _matches(name, skip):
+        if skip and path_matches(name, skip):
             continue
         for typ, use in UNCONVERTIBLE.items():
             if type(mod) is typ or (isinstance(mod, typ) and
@@ -63,7 +60,9 @@ def check_convertible(model, skip=()):
         lines = '\n'.join(f'  {p}: {t} -> use {u}' for p, t, u in bad)
         raise UnconvertibleModelError(
             f'cannot convert to an SNN: {len(bad)} module(s) have no spiking '
-            f'equivalent:\n{lines}')
+            f'equivalent:\n{lines}\n(a config\'s quant=dict(bits=..., '
+            'make_convertible=True) replaces max-pools and ReLU-like '
+            'activations before QAT)')
     if not any(isinstance(m, QuantReLU) for m in model.modules()):
         raise UnconvertibleModelError(
             'cannot convert to an SNN: the model has no QuantReLU; quantize '
@@ -88,7 +87,8 @@ def _plain_layer(layer):
 
 
 def _bake_weights(model):
-    """Replace fake-quantized Conv/Linear by plain layers with their weights."""
+    """Replace fake-quantized Conv/Linear by plain layers with their
+    weights."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if hasattr(child, 'quantized_weight') and isinstance(
@@ -97,10 +97,8 @@ def _bake_weights(model):
 
 
 def replace_quant_relus(model, timesteps=None, neuron='signed'):
-    """Swap every QuantReLU for a neuron; returns the T used."""
-    if neuron not in NEURONS:
-        raise ValueError(
-            f"neuron must be one of {sorted(NEURONS)}, got {neuron!r}")
+    """Swap every QuantReLU for a neuron; returns the T used. The arguments
+    are :func:`convert_to_snn`'s, checked there."""
     cls = NEURONS[neuron]
     if timesteps is None:
         bits = {m.bits for m in model.modules()
@@ -108,7 +106,6 @@ def replace_quant_relus(model, timesteps=None, neuron='signed'):
         if not bits:
             raise ValueError('timesteps not given and no layer knows its bits')
         timesteps = 2 ** max(bits) - 1
-    check_timesteps(timesteps)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, QuantReLU):
@@ -127,9 +124,9 @@ class SpikingNetwork(nn.Module):
     def __init__(self, module, timesteps, mode='folded', time_chunk=None):
         super().__init__()
         self.module = module
-        self.timesteps = check_timesteps(timesteps)
-        self.mode = check_mode(mode)
-        check_time_chunk(time_chunk, mode, timesteps)
+        check_snn_arguments(timesteps, mode=mode, time_chunk=time_chunk,
+                            timesteps_default=False)
+        self.timesteps, self.mode = timesteps, mode
         self.time_chunk = time_chunk
 
     def forward(self, x):
@@ -138,7 +135,8 @@ class SpikingNetwork(nn.Module):
 
 
 def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
-                   skip=(), inplace=False, time_chunk=None, fold_bn=False):
+                   skip=(), *, copy=True, time_chunk=None, fold_bn=False,
+                   spike_dtype=None, **removed):
     """Convert a QANN into its Fast-SNN.
 
     Args:
@@ -148,7 +146,10 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
         neuron (str): 'signed' (Fast-SNN) or 'unsigned' (plain IF).
         mode (str): 'folded' or 'streaming'.
         skip: module-path patterns left out of the unconvertible check.
-        inplace (bool): convert ``model`` itself instead of a deep copy.
+        copy (bool): convert a deep copy and leave ``model`` as it is
+            (default); ``False`` converts ``model`` itself, as ``to_snn``
+            does (no second copy of the weights). Keyword only, as are the
+            arguments after it.
         time_chunk (int | None): folded mode only: present at most this
             many steps per call (memory grows with it, not with T); the
             spikes are the same for every choice.
@@ -158,6 +159,12 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
             folded copy of those weights (more memory) for a few percent of
             time, and outputs then differ from the QANN's BN in the last
             float bits.
+        spike_dtype (str | None): run the convs and linears that read a
+            neuron's output in 'bfloat16', 'float16', 'int8' or
+            'int8-rounded' (see :mod:`fastsnn_mm.spiking.low_precision`):
+            spikes are exact there, only weights round (none for 'int8'
+            on weights quantized to <= 8 bits); membranes stay float32.
+            None (default): float32 throughout.
 
     Returns:
         An mm task wrapper of fastsnn_mm converts itself and is returned in
@@ -167,17 +174,21 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
         so a model passed in training mode is converted all the same, and
         the one log line of the conversion says so.
     """
+    _refuse_removed_keywords(removed)
     check_snn_arguments(timesteps, neuron, mode, time_chunk)
+    check_spike_dtype(spike_dtype)
     was_training = model.training
     already = any(isinstance(m, IFNeuron) for m in model.modules())
     if not already:
         check_convertible(model, skip)
-    if not inplace:
-        model = copy.deepcopy(model)
+    if copy:
+        model = deepcopy(model)
+    restore_float_layers(model)  # a re-conversion starts from plain layers
     _bake_weights(model)
     if fold_bn:
         fold_batchnorm(model)
     T = replace_quant_relus(model, timesteps, neuron)
+    use_spike_dtype(model, spike_dtype)
     _log_conversion(model, T, neuron, mode, was_training)
     if hasattr(model, 'set_snn'):
         model.set_snn(timesteps=T, neuron=neuron, mode=mode,
@@ -190,20 +201,20 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     return SpikingNetwork(model, T, mode, time_chunk).eval()
 
 
-def check_snn_arguments(timesteps, neuron, mode, time_chunk):
-    """Bad arguments fail before any copying or surgery."""
-    if timesteps is not None:
-        check_int('timesteps', timesteps, 1,
-                  hint='T; None gives 2^bits - 1 of the QuantReLUs')
-    check_choice('neuron', neuron, sorted(NEURONS))
-    check_choice('mode', mode, MODES)
-    if time_chunk is not None:
-        check_int('time_chunk', time_chunk, 1,
-                  hint='steps per pass in folded mode')
-        if mode != 'folded':
-            raise BadArgumentError(
-                f'time_chunk applies to folded mode only, got mode={mode!r}: '
-                'drop time_chunk (streaming runs one step per pass)')
+def _refuse_removed_keywords(removed):
+    """``inplace`` now means "overwrite the input" everywhere (neurons,
+    QuantReLU); the converter's old ``inplace`` ("no deep copy") is
+    ``copy`` with the opposite sense. Refused rather than translated, so
+    code written for either meaning is looked at once."""
+    if 'inplace' in removed:
+        old = removed['inplace']
+        raise BadArgumentError(
+            f'convert_to_snn takes copy= instead of inplace=: write '
+            f'copy={not old!r} for inplace={old!r} (copy=False converts the '
+            'model itself)')
+    if removed:
+        raise TypeError('convert_to_snn() got an unexpected keyword '
+                        f'argument {next(iter(removed))!r}')
 
 
 def _log_conversion(model, T, neuron, mode, was_training):

@@ -19,7 +19,6 @@ BN run as they are.
 """
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def _fold_active(conv, bn) -> bool:
@@ -28,6 +27,15 @@ def _fold_active(conv, bn) -> bool:
 
 class FoldedConv2d(nn.Conv2d):
     """A Conv2d that, at inference, applies its BN partner's affine map."""
+
+    @classmethod
+    def sharing(cls, conv: nn.Conv2d) -> 'FoldedConv2d':
+        """A FoldedConv2d of ``conv``'s shape holding ``conv``'s own
+        parameter objects (optimizers and checkpoints see no change)."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                  conv.stride, conv.padding, conv.dilation, conv.groups,
+                  conv.bias is not None, conv.padding_mode, device='meta')
+        return _take_state(new, conv)
 
     def forward(self, x):
         bn = self._fold_partner
@@ -63,10 +71,38 @@ class FoldedConv2d(nn.Conv2d):
 class FoldedBatchNorm2d(nn.BatchNorm2d):
     """A BatchNorm2d that passes its input through when its conv folded it."""
 
+    @classmethod
+    def sharing(cls, bn: nn.BatchNorm2d) -> 'FoldedBatchNorm2d':
+        """A FoldedBatchNorm2d holding ``bn``'s own parameters and running
+        statistics."""
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine,
+                  bn.track_running_stats, device='meta')
+        return _take_state(new, bn)
+
     def forward(self, x):
         if _fold_active(self._fold_partner, self):
             return x
         return super().forward(x)
+
+
+def _take_state(new: nn.Module, old: nn.Module) -> nn.Module:
+    """Give ``new`` (built on the meta device, so nothing is allocated)
+    ``old``'s parameter and buffer objects and its train/eval mode."""
+    for name, param in old.named_parameters(recurse=False):
+        setattr(new, name, param)
+    for name, buf in old.named_buffers(recurse=False):
+        setattr(new, name, buf)
+    new._non_persistent_buffers_set = set(old._non_persistent_buffers_set)
+    return new.train(old.training)
+
+
+def _replace_everywhere(model: nn.Module, new_for: dict) -> None:
+    """Put ``new_for[id(old)]`` in every place of ``model`` that holds
+    ``old`` (a module may be registered under several parents)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) in new_for:
+                setattr(parent, name, new_for[id(child)])
 
 
 def _foldable(conv, bn) -> bool:
@@ -99,14 +135,21 @@ def conv_bn_pairs(model):
 
 def fold_batchnorm(model) -> int:
     """Make every certain conv -> BN pair of ``model`` fold at inference;
-    returns how many pairs were found. Parameters are left untouched."""
-    seen = set()
+    returns how many pairs were found.
+
+    Each pair's conv and BN are replaced by a :class:`FoldedConv2d` and a
+    :class:`FoldedBatchNorm2d` built to share their parameters and
+    statistics: the same tensors under the same state_dict keys.
+    """
+    new_for = {}
     for conv, bn in conv_bn_pairs(model):
-        if id(conv) in seen or id(bn) in seen:
+        if id(conv) in new_for or id(bn) in new_for:
             continue  # a module in two pairs: leave the later one alone
-        seen.update((id(conv), id(bn)))
-        conv.__class__, bn.__class__ = FoldedConv2d, FoldedBatchNorm2d
+        folded_conv = FoldedConv2d.sharing(conv)
+        folded_bn = FoldedBatchNorm2d.sharing(bn)
         # plain attributes, not submodules: no duplicate state_dict keys
-        object.__setattr__(conv, '_fold_partner', bn)
-        object.__setattr__(bn, '_fold_partner', conv)
-    return len(seen) // 2
+        object.__setattr__(folded_conv, '_fold_partner', folded_bn)
+        object.__setattr__(folded_bn, '_fold_partner', folded_conv)
+        new_for[id(conv)], new_for[id(bn)] = folded_conv, folded_bn
+    _replace_everywhere(model, new_for)
+    return len(new_for) // 2

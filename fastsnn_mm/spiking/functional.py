@@ -1,7 +1,11 @@
-"""The integrate-and-fire update as pure functions, and its dispatch.
+"""The pure pieces of a spiking run: the IF update and its dispatch, time
+folding, nested outputs, the average over T, the straight-through rate and
+the QANN level of a spike count.
 
-These pieces hold no module state: a neuron (``neurons.py``) hands them its
-threshold and the steps the runner presented, and keeps nothing else.
+These pieces hold no module state and guess nothing from tensor sizes: a
+neuron (``neurons.py``) hands them its threshold and the steps the runner
+presented; the runner, the fine-tuning loop and the analysis use the same
+pieces, so the three agree bit for bit.
 
 * :func:`new_state`, :func:`if_step`, :func:`if_loop`: the reference
   update, the definition every fused kernel is tested against bit for bit.
@@ -9,7 +13,9 @@ threshold and the steps the runner presented, and keeps nothing else.
   fastest backend for the tensors at hand (:func:`backend_for`): the C
   kernel for float32 CPU tensors, the Triton kernel for CUDA tensors, the
   reference loop for anything else (other dtypes on the CPU, ``meta``,
-  tensors that need autograd).
+  tensors that need autograd). A strided input (channels_last, a slice) is
+  copied to a contiguous one first: one pass over it costs less than the
+  reference loop's ten per step.
 
 Bits: a fused kernel repeats the reference's float operations in the same
 order on the same device, so it gives the reference's bits there. Across
@@ -33,6 +39,8 @@ NEG_EPS = 1e-6
 KERNEL_ENV = 'FASTSNN_IF_KERNEL'
 
 
+# -- the IF rule --------------------------------------------------------------
+
 def count_dtype(timesteps: int):
     """A neuron fires at most once a step, so |count| <= T: int8 holds it for
     T <= 127 at a quarter of float's memory, which matters in streaming
@@ -41,8 +49,9 @@ def count_dtype(timesteps: int):
 
 
 def neg_threshold(theta):
-    """The signed rule's negative threshold, computed one way everywhere
-    (the kernels take this tensor rather than recompute it)."""
+    """The signed rule's negative threshold, computed here only: the
+    reference compares with this tensor and :func:`if_folded` /
+    :func:`if_stateful` hand the same tensor to the kernels."""
     return -NEG_EPS * theta
 
 
@@ -82,57 +91,192 @@ def if_loop(x_steps, theta, signed: bool, constant: bool, timesteps: int):
     return out
 
 
+# -- dispatch to the fastest backend -----------------------------------------
+
 def _triton():
     # imported on first use: CPU runs never pay for importing Triton
     from . import triton_if
     return triton_if
 
 
-def backend_for(*tensors) -> str:
-    """'c', 'triton' or 'reference': which update runs on these tensors."""
+def backend_for(x, *others) -> str:
+    """'c', 'triton' or 'reference': which update runs on these tensors.
+
+    ``x`` (the input) may be strided: the backends that need a contiguous
+    one get a contiguous copy (:func:`if_folded`). ``others`` (threshold,
+    state) are updated or read in place and must be contiguous already.
+    """
     choice = os.environ.get(KERNEL_ENV, '1')
     if choice == '0':
         return 'reference'
-    device = tensors[0].device.type
-    if (device == 'cuda' or choice == 'triton') \
+    tensors = (x, *others)
+    laid_out = all(t.is_contiguous() for t in others)
+    device = x.device.type
+    if (device == 'cuda' or choice == 'triton') and laid_out \
             and device in ('cuda', 'cpu') and _triton().usable(*tensors):
         return 'triton'
-    if kernel.usable(*tensors):
+    if laid_out and kernel.usable(*tensors):
         return 'c'
     return 'reference'
 
 
 def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
-              in_place: bool = False):
+              inplace: bool = False):
     """All T steps from a fresh state: spike * theta, [T, ...].
 
     ``x`` is [T, ...] or, if ``constant``, one step's input [...] (the
-    layers before ran once). ``in_place`` allows writing the output over
+    layers before ran once). ``inplace`` allows writing the output over
     ``x`` (not for a constant input), which a fused backend does.
     """
     backend = backend_for(x, theta)
-    if backend == 'triton':
-        return _triton().if_folded(x, theta, signed, constant, timesteps,
-                                   NEG_EPS, in_place)
-    if backend == 'c':
-        return kernel.if_folded(x, theta, signed, constant, timesteps,
-                                NEG_EPS, in_place)
-    return if_loop(x, theta, signed, constant, timesteps) * theta
+    if backend == 'reference':
+        return if_loop(x, theta, signed, constant, timesteps) * theta
+    fused = _triton() if backend == 'triton' else kernel
+    return fused.if_folded(x.contiguous(), theta, signed, constant,
+                           timesteps, neg_threshold(theta), inplace)
 
 
 def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, in_place: bool = False):
+                steps: int, inplace: bool = False):
     """``steps`` steps on the persistent state ``v``/``count`` (updated in
     place): spike * theta, [steps, ...]. ``x`` as in :func:`if_folded`."""
     backend = backend_for(x, v, theta)  # the count lives beside ``v``
-    if backend == 'triton':
-        return _triton().if_stateful(v, count, x, theta, signed, constant,
-                                     steps, NEG_EPS, in_place)
-    if backend == 'c':
-        return kernel.if_stateful(v, count, x, theta, signed, constant,
-                                  steps, NEG_EPS, in_place)
+    if backend != 'reference':
+        fused = _triton() if backend == 'triton' else kernel
+        return fused.if_stateful(v, count, x.contiguous(), theta, signed,
+                                 constant, steps, neg_threshold(theta),
+                                 inplace)
     out = x.new_empty((steps, *v.shape))
     for t in range(steps):
         out[t] = if_step(v, count, x if constant else x[t], theta,
                          signed) * theta
     return out
+
+
+# -- time folding -------------------------------------------------------------
+
+def unfold_time(x, steps: int, batch: int):
+    """[steps * batch, ...] -> [steps, batch, ...] (a view)."""
+    return x.reshape(steps, batch, *x.shape[1:])
+
+
+def fold_time(x):
+    """[steps, batch, ...] -> [steps * batch, ...], the layout the layers
+    after a neuron take."""
+    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def repeat_steps(x, steps: int):
+    """One step's input [batch, ...] as ``steps`` equal steps, folded:
+    [steps * batch, ...] (a copy), with a gradient back to ``x``."""
+    return fold_time(x.unsqueeze(0).expand(steps, *x.shape))
+
+
+# -- outputs of a path --------------------------------------------------------
+
+def flatten_outputs(out):
+    """(tensors of a nested output in order, rebuild): ``rebuild(it)`` puts
+    the next tensors of the iterator ``it`` back in the same nesting, and
+    keeps anything that is not a tensor as it was."""
+    leaves = []
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            leaves.append(o)
+            return lambda it: next(it)
+        if isinstance(o, (list, tuple)):
+            parts = [walk(p) for p in o]
+            return lambda it: type(o)(p(it) for p in parts)
+        if isinstance(o, dict):
+            parts = {k: walk(v) for k, v in o.items()}
+            return lambda it: {k: p(it) for k, p in parts.items()}
+        return lambda it: o
+    return leaves, walk(out)
+
+
+def cat_batches(outs, sizes):
+    """Outputs of consecutive batch slices joined along the batch axis, or
+    None when some output does not have the batch first."""
+    flat = []
+    for out, size in zip(outs, sizes):
+        leaves, rebuild = flatten_outputs(out)
+        if any(t.dim() == 0 or t.shape[0] != size for t in leaves):
+            return None
+        flat.append(leaves)
+    if len({len(leaves) for leaves in flat}) != 1:
+        return None
+    joined = [torch.cat(parts) for parts in zip(*flat)]
+    return rebuild(iter(joined))
+
+
+# -- the average over T -------------------------------------------------------
+
+def add_steps(total, terms):
+    """``total`` plus each of ``terms`` in time order (None: start from the
+    first term). One order of additions everywhere, so a run folded,
+    chunked or streamed sums its steps to the same bits."""
+    for term in terms:
+        total = term if total is None else total + term
+    return total
+
+
+def divide_by_steps(total, timesteps: int):
+    """A sum over T steps as its mean (T = 1: the sum itself)."""
+    return total if timesteps == 1 else total / timesteps
+
+
+def time_mean(terms, timesteps: int):
+    """The mean over T of one value's per-step terms (time order)."""
+    return divide_by_steps(add_steps(None, terms), timesteps)
+
+
+class TimeAverage:
+    """The mean over T of a path's nested outputs, summed pass by pass.
+
+    :meth:`add` takes each pass's outputs and ``split``, a function giving
+    a tensor's terms in time order or None when the tensor is the same at
+    every step (it passed no neuron: kept as it is, not averaged).
+    """
+
+    def __init__(self, timesteps: int):
+        self.timesteps = timesteps
+        self.rebuild, self.sums, self.const = None, None, None
+
+    def add(self, out, split):
+        leaves, rebuild = flatten_outputs(out)
+        if self.sums is None:
+            self.rebuild = rebuild
+            self.sums = [None] * len(leaves)
+            self.const = [False] * len(leaves)
+        for i, t in enumerate(leaves):
+            if self.const[i]:
+                continue
+            terms = split(t)
+            if terms is None:
+                self.sums[i], self.const[i] = t, True
+            else:
+                self.sums[i] = add_steps(self.sums[i], terms)
+
+    def mean(self):
+        means = [s if c else divide_by_steps(s, self.timesteps)
+                 for s, c in zip(self.sums, self.const)]
+        return self.rebuild(iter(means))
+
+
+# -- gradients and levels -----------------------------------------------------
+
+def straight_through(value, surrogate):
+    """``value`` exactly, with the gradient ``surrogate`` has: spikes have
+    none, so a rate borrows its input's (or a clip of it)."""
+    return value + (surrogate - surrogate.detach())
+
+
+def qann_level(q, theta, timesteps: int):
+    """The spike count an exact conversion gives a QANN activation ``q``:
+    round(q * T / theta), ties up (the QANN level when T = 2^b - 1)."""
+    return torch.floor(q * timesteps / theta + 0.5)
+
+
+def spike_count(rate, theta, timesteps: int):
+    """The net spike count behind a firing rate (multiples of theta / T)."""
+    return torch.round(rate * timesteps / theta)

@@ -24,7 +24,8 @@ def available() -> bool:
 
 
 def usable(*tensors) -> bool:
-    """The kernel takes contiguous float32 CPU tensors without autograd."""
+    """The kernel takes float32 CPU tensors without autograd (laid out
+    contiguously: :func:`functional.if_folded` sees to that)."""
     global _warned
     if _if_kernel is None and not _warned:
         _warned = True
@@ -36,30 +37,31 @@ def usable(*tensors) -> bool:
         return False
     grad = torch.is_grad_enabled()
     return all(t.dtype == torch.float32 and t.device.type == 'cpu'
-               and t.is_contiguous() and not (grad and t.requires_grad)
-               for t in tensors)
+               and not (grad and t.requires_grad) for t in tensors)
 
 
-def _thresholds(theta: torch.Tensor, neg_eps: float):
-    # the negative threshold is computed as the reference computes it
-    return float(theta.item()), float((-neg_eps * theta).item())
+def _thresholds(theta: torch.Tensor, neg_theta: torch.Tensor):
+    # the kernel compares with the reference's own threshold tensors
+    return float(theta.item()), float(neg_theta.item())
 
 
-def _output(x, steps, shape, constant, in_place):
-    if in_place and not constant:
+def _output(x, steps, shape, constant, inplace):
+    if inplace and not constant:
         return x  # written over the input, element by element
     return x.new_empty((steps, *shape))
 
 
 def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
-              neg_eps: float, in_place: bool = False):
+              neg_theta, inplace: bool = False):
     """All T steps at once from a fresh state. ``x`` is [T, ...] or, if
-    ``constant``, one step's input [...]. Returns spike * theta, [T, ...]
-    (``x`` itself, overwritten, when ``in_place`` and not ``constant``)."""
+    ``constant``, one step's input [...], contiguous; ``neg_theta`` the
+    signed rule's negative threshold (:func:`functional.neg_threshold`).
+    Returns spike * theta, [T, ...] (``x`` itself, overwritten, when
+    ``inplace`` and not ``constant``)."""
     shape = x.shape if constant else x.shape[1:]
     n = x.numel() if constant else x[0].numel()
-    out = _output(x, timesteps, shape, constant, in_place)
-    th, neg = _thresholds(theta, neg_eps)
+    out = _output(x, timesteps, shape, constant, inplace)
+    th, neg = _thresholds(theta, neg_theta)
     _if_kernel.if_run(x.data_ptr(), out.data_ptr(), 0, 0, 4, n,
                       0 if constant else n, timesteps, th, neg, signed,
                       torch.get_num_threads())
@@ -67,16 +69,16 @@ def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
 
 
 def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, neg_eps: float, in_place: bool = False):
+                steps: int, neg_theta, inplace: bool = False):
     """``steps`` steps on persistent state ``v``/``count`` (updated in
     place). ``x`` is [steps, ...] or, if ``constant``, one step's input.
     Returns spike * theta, [steps, ...] (see :func:`if_folded`)."""
     n = v.numel()
     constant = constant and steps > 1  # one step: its input is the step's
-    out = _output(x, steps, v.shape, constant, in_place)
+    out = _output(x, steps, v.shape, constant, inplace)
     if out is x:
         out = x.view(steps, *v.shape)
-    th, neg = _thresholds(theta, neg_eps)
+    th, neg = _thresholds(theta, neg_theta)
     cptr, cbytes = (count.data_ptr(), count.element_size()) if signed \
         else (0, 4)
     _if_kernel.if_run(x.data_ptr(), out.data_ptr(), v.data_ptr(), cptr,

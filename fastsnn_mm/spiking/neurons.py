@@ -18,20 +18,19 @@ Two execution modes give the same spikes:
     into the batch, state carried over as in streaming; memory grows with
     S, not T.
 How many steps a call presents, the batch size and the carried state are
-the runner's (:class:`runner.TimestepRun`): a neuron runs the steps it is
-handed. The update itself is :mod:`functional`'s, through the fastest
-kernel for the device (C on the CPU, Triton on CUDA), all with the same bits
-as the reference loop on that device.
+the run's (:class:`run_state.TimestepRun`): a neuron runs the steps it is
+handed and guesses nothing from its input's size. The update itself is
+:mod:`functional`'s, through the fastest kernel for the device (C on the
+CPU, Triton on CUDA), all with the same bits as the reference loop on that
+device.
 """
 import torch
 from torch import nn
 
 from ..registry import MODELS
-from .functional import (NEG_EPS, count_dtype, if_folded, if_loop, if_step,
-                         if_stateful, new_state)
+from .functional import fold_time, if_folded, if_stateful
 
-__all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'NEG_EPS', 'count_dtype',
-           'new_state', 'if_step', 'if_loop', 'threshold_from_alpha']
+__all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'threshold_from_alpha']
 
 
 def threshold_from_alpha(alpha) -> torch.Tensor:
@@ -92,28 +91,19 @@ class IFNeuron(nn.Module):
             raise RuntimeError(
                 f'{type(self).__name__} called outside a timestep runner: '
                 'use the converted model (convert_to_snn) to run it')
-        S, B = run.steps, run.batch_size
-        if x.shape[0] == S * B and S > 1:
-            steps, constant = x.reshape(S, B, *x.shape[1:]), False
-        elif x.shape[0] == B:
-            # time-invariant input: the layers before ran once, not S times
-            steps, constant = x, True
-        else:
-            raise RuntimeError(
-                f'{type(self).__name__}: batch {x.shape[0]} is neither B={B} '
-                f'nor {S} steps x B={S * B}')
+        steps, constant = run.view(x)  # the run's steps and batch
         # a no-op once the model was moved with .to(); no host sync
         theta = self.theta.to(device=x.device, dtype=x.dtype)
-        in_place = self._write_over_input()
+        inplace = self._write_over_input()
         if run.fresh:  # the whole run in this call
             out = if_folded(steps, theta, self.signed, constant,
-                            run.timesteps, in_place)
+                            run.timesteps, inplace)
         else:  # state carries over to the next call (streaming, chunks)
             v, count = run.state(self, steps if constant else steps[0],
                                  theta)
             out = if_stateful(v, count, steps, theta, self.signed, constant,
-                              S, in_place)
-        return out.reshape(S * B, *x.shape[1:])
+                              run.steps, inplace)
+        return fold_time(out)
 
     def _write_over_input(self) -> bool:
         # a hook may read the input after forward (statistics, fine-tuning)

@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from ..utils.devices import on_device_of
+
 try:
     import triton
     import triton.language as tl
@@ -42,15 +44,16 @@ def available() -> bool:
 
 
 def usable(*tensors) -> bool:
-    """Contiguous tensors of one supported dtype, without autograd, on CUDA
-    (or on the CPU under the interpreter)."""
+    """Tensors of one supported dtype, without autograd, on CUDA (or on the
+    CPU under the interpreter); laid out contiguously, which
+    :func:`functional.if_folded` sees to."""
     if triton is None:
         return False
     device = 'cpu' if interpreting() else 'cuda'
     grad = torch.is_grad_enabled()
     dtype = tensors[0].dtype
     return dtype in DTYPES and all(
-        t.dtype == dtype and t.device.type == device and t.is_contiguous()
+        t.dtype == dtype and t.device.type == device
         and not (grad and t.requires_grad) for t in tensors)
 
 
@@ -145,43 +148,48 @@ def if_steps_kernel(x_ptr, out_ptr, v_ptr, count_ptr, theta_ptr, neg_ptr,
                      count.to(count_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x, out, v, count, theta, neg_eps, n, x_step, steps, signed):
-    theta = theta.reshape(1)
+def _launch(x, out, v, count, theta, neg_theta, n, x_step, steps, signed):
+    """One launch on ``x``'s own GPU (not the current one), compiled without
+    FP contraction: no fused multiply-add may change a rounding the
+    reference makes (today only ``theta * 0.5`` would fuse, exactly; the
+    next edit need not be so lucky)."""
+    theta, neg_theta = theta.reshape(1), neg_theta.reshape(1)
     if n == 0:
         return
-    neg = -neg_eps * theta  # the reference's expression, on theta's device
     grid = (triton.cdiv(n, BLOCK), )
-    if_steps_kernel[grid](
-        x, out, x if v is None else v,
-        count if count is not None else theta, theta, neg, n, x_step, steps,
-        SIGNED=bool(signed), STATEFUL=v is not None,
-        ACC=tl.float64 if x.dtype == torch.float64 else tl.float32,
-        BF16=x.dtype == torch.bfloat16, BLOCK=BLOCK)
+    with on_device_of(x):
+        if_steps_kernel[grid](
+            x, out, x if v is None else v,
+            count if count is not None else theta, theta, neg_theta, n,
+            x_step, steps, SIGNED=bool(signed), STATEFUL=v is not None,
+            ACC=tl.float64 if x.dtype == torch.float64 else tl.float32,
+            BF16=x.dtype == torch.bfloat16, BLOCK=BLOCK,
+            enable_fp_fusion=False)
 
 
-def _output(x, steps, shape, constant, in_place):
-    if in_place and not constant:
+def _output(x, steps, shape, constant, inplace):
+    if inplace and not constant:
         return x.view(steps, *shape)  # each element read before it is written
     return x.new_empty((steps, *shape))
 
 
 def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
-              neg_eps: float, in_place: bool = False):
+              neg_theta, inplace: bool = False):
     """All T steps from a fresh state (see ``kernel.if_folded``)."""
     shape = x.shape if constant else x.shape[1:]
     n = shape.numel()
-    out = _output(x, timesteps, shape, constant, in_place)
-    _launch(x, out, None, None, theta, neg_eps, n, 0 if constant else n,
+    out = _output(x, timesteps, shape, constant, inplace)
+    _launch(x, out, None, None, theta, neg_theta, n, 0 if constant else n,
             timesteps, signed)
     return out
 
 
 def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, neg_eps: float, in_place: bool = False):
+                steps: int, neg_theta, inplace: bool = False):
     """``steps`` steps on persistent ``v``/``count`` (updated in place)."""
     n = v.numel()
     constant = constant and steps > 1  # one step: its input is the step's
-    out = _output(x, steps, v.shape, constant, in_place)
-    _launch(x, out, v, count if signed else None, theta, neg_eps, n,
+    out = _output(x, steps, v.shape, constant, inplace)
+    _launch(x, out, v, count if signed else None, theta, neg_theta, n,
             0 if constant else n, steps, signed)
     return out

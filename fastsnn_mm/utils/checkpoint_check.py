@@ -61,10 +61,13 @@ def _listed(keys) -> str:
 def compare(model, state: dict) -> dict:
     """Keys of ``model`` missing from ``state``, keys of ``state`` the model
     lacks, and keys with another shape. A clip saved as ``alpha`` fits a
-    model that calls it ``theta`` and the other way round."""
+    model that calls it ``theta`` and the other way round; a clip shared
+    by several call sites fits a model with one per site (it loads so)."""
+    from ..quantization.call_sites import expand_shared_form
     own = {k: v for k, v in model.state_dict().items()
            if not k.endswith(IGNORED)}
     theirs = {k: v for k, v in state.items() if not k.endswith(IGNORED)}
+    expand_shared_form(model, theirs)
     if any(k.endswith('.theta') for k in theirs):
         own = {k: v for k, v in own.items() if WEIGHT_QUANTIZER not in k}
     clip_own = {_clip_base(k): k for k in own if _clip_base(k) is not None}

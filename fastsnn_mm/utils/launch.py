@@ -11,19 +11,18 @@ import torch
 from mmengine.config import Config, DictAction
 
 from ..errors import FastSNNError, MissingPackageError
-
-#: mm task package -> what to install for it (the versions tested here)
-PIP_NAMES = {'mmdet': 'mmdet==3.3.0', 'mmseg': 'mmsegmentation==1.2.2',
-             'mmpretrain': 'mmpretrain==1.2.0', 'mmcv': 'mmcv==2.1.0'}
+from ..tasks import PIP_NAMES, TASK_WRAPPERS
 
 
 def add_common_args(parser):
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--work-dir', help='directory for logs and checkpoints')
+    parser.add_argument('--work-dir',
+                        help='directory for logs and checkpoints')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. train_cfg.max_epochs=3')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+    parser.add_argument('--launcher',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser
@@ -69,7 +68,6 @@ def require_package(package: str, why: str) -> None:
 
 def check_task_packages(cfg, config_name: str = 'the config') -> None:
     """The config's scope and model type need their mm task packages."""
-    from ..models import TASK_WRAPPERS
     scope = cfg.get('default_scope')
     if scope in PIP_NAMES:
         require_package(scope, f"{config_name} (default_scope='{scope}')")
@@ -125,11 +123,9 @@ def check_checkpoint(runner, path, purpose):
     check_checkpoint_fits`). Local files only."""
     if not path or '://' in str(path):
         return
-    from mmengine.model import is_model_wrapper
     from .checkpoint_check import check_checkpoint_fits
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
-    check_checkpoint_fits(model, path, purpose)
+    from .modules import unwrap_model
+    check_checkpoint_fits(unwrap_model(runner.model), path, purpose)
 
 
 def check_data(cfg, splits):

@@ -34,9 +34,11 @@ def _numpy_globals():
     # numpy >= 1.25 pickles dtypes as instances of np.dtypes.<Name>DType
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+        found += [getattr(dtypes, n) for n in dir(dtypes)
+                  if n.endswith('DType')]
     # pickles written by numpy 1.x name the old module path
-    found += [(core.multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+    found += [(core.multiarray._reconstruct,
+               'numpy.core.multiarray._reconstruct'),
               (core.multiarray.scalar, 'numpy.core.multiarray.scalar')]
     return found
 

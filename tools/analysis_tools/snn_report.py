@@ -18,18 +18,28 @@ import copy
 import itertools
 import os.path as osp
 
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
-from fastsnn_mm.analysis import (collect_layer_stats, layer_macs,
-                                 synops_table, write_report)
+from fastsnn_mm.analysis import (
+    collect_layer_stats,
+    layer_macs,
+    synops_table,
+    write_report,
+)
 from fastsnn_mm.errors import FastSNNError
 from fastsnn_mm.utils.allocator import retain_freed_memory
-from fastsnn_mm.utils.launch import (add_common_args, check_data, fail,
-                                     load_config)
-from fastsnn_mm.utils.checkpoint_check import (check_checkpoint_fits,
-                                               read_state_dict)
+from fastsnn_mm.utils.checkpoint_check import (
+    check_checkpoint_fits,
+    read_state_dict,
+)
+from fastsnn_mm.utils.launch import (
+    add_common_args,
+    check_data,
+    fail,
+    load_config,
+)
+from fastsnn_mm.utils.modules import unwrap_model
 
 
 def parse_args(argv=None):
@@ -81,8 +91,7 @@ def build_runner(args):
     cfg.model.pop('snn', None)
     check_data(cfg, ['test'])
     runner = Runner.from_cfg(cfg)
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
+    model = unwrap_model(runner.model)
     if not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
              'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '

@@ -1,6 +1,7 @@
 """Collect the QANN/SNN result tables of several runs into one table + plot.
 
-    python tools/analysis_tools/summarize_results.py work_dirs/demo --out work_dirs/demo/summary
+    python tools/analysis_tools/summarize_results.py work_dirs/demo \
+        --out work_dirs/demo/summary
 
 Reads every ``<run>/results.json`` written by ``tools/test.py --out-json``.
 """
@@ -61,7 +62,8 @@ def plot(rows, path):
         labels = [r['model'] if r['model'] == 'QANN'
                   else f"{r['neuron']}\nT={r['T']}" for r in sel]
         vals = [r['value'] for r in sel]
-        bars = ax.bar(labels, vals, color=['#777', '#1f77b4', '#ff7f0e'][:len(sel)])
+        colors = ['#777', '#1f77b4', '#ff7f0e'][:len(sel)]
+        bars = ax.bar(labels, vals, color=colors)
         for b, v in zip(bars, vals):
             ax.text(b.get_x() + b.get_width() / 2, v, f'{v:.3g}',
                     ha='center', va='bottom', fontsize=8)

@@ -4,10 +4,10 @@ from itertools import islice
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
 from ...quantization import QuantReLU, calibrate_alpha
 from ...registry import HOOKS
+from ...utils.modules import unwrap_model
 
 
 @HOOKS.register_module()
@@ -40,14 +40,15 @@ class QuantAlphaCalibrationHook(Hook):
         self.only_if_load_from = only_if_load_from
 
     def before_train(self, runner) -> None:
+        # mmengine 0.10.7 keeps resume / load_from only as private runner
+        # attributes; runner.cfg lacks them for a Runner built without one
         if getattr(runner, '_resume', False):
             return
         if self.only_if_load_from and not getattr(runner, '_load_from', None):
             print_log('QuantAlphaCalibrationHook: no load_from; skipped',
                       logger='current')
             return
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = unwrap_model(runner.model)
         batches = islice(runner.train_dataloader, self.num_batches)
         alphas = calibrate_alpha(model, batches, method=self.method,
                                  percentile=self.percentile)

@@ -1,12 +1,9 @@
 """Hook that turns the trained QANN into its SNN at a configured point."""
-import os.path as osp
-
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import weights_to_cpu
 
 from ...registry import HOOKS
-from ...utils.safe_checkpoint import save_checkpoint_atomic
+from ...utils.modules import unwrap_model
+from ..snn_checkpoint import save_snn_checkpoint
 
 POINTS = ('after_train', 'before_test')
 
@@ -23,7 +20,8 @@ class FastSNNConversionHook(Hook):
         mode (str): 'folded' or 'streaming'.
         time_chunk (int | None): folded mode: steps per pass (None: chosen
             to keep folded tensors small; see ``convert_to_snn``).
-        save (bool): write ``snn_<neuron>_T<T>.pth`` into the work dir.
+        save (bool): write ``snn_<neuron>_T<T>.pth`` into the work dir
+            (see :mod:`fastsnn_mm.engine.snn_checkpoint`).
     """
 
     priority = 'LOW'  # after checkpoint hooks have saved the QANN
@@ -31,10 +29,12 @@ class FastSNNConversionHook(Hook):
     def __init__(self, convert_at=('after_train',), timesteps=None,
                  neuron='signed', mode='folded', save=True,
                  time_chunk=None):
-        points = (convert_at,) if isinstance(convert_at, str) else tuple(convert_at)
+        points = (convert_at, ) if isinstance(convert_at, str) \
+            else tuple(convert_at)
         bad = [p for p in points if p not in POINTS]
         if bad or not points:
-            raise ValueError(f'convert_at must be drawn from {POINTS}, got {convert_at!r}')
+            raise ValueError(f'convert_at must be drawn from {POINTS}, got '
+                             f'{convert_at!r}')
         self.points = points
         self.snn_kwargs = dict(timesteps=timesteps, neuron=neuron, mode=mode,
                                time_chunk=time_chunk)
@@ -42,23 +42,18 @@ class FastSNNConversionHook(Hook):
         self.converted_at = []
 
     def _convert(self, runner, point):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not hasattr(model, 'to_snn'):
             raise TypeError(
                 f'{type(model).__name__} is not a fastsnn_mm task model; use '
                 'FastSNNImageClassifier / FastSNNSingleStageDetector / '
                 'FastSNNEncoderDecoder as the model type')
         model.to_snn(**self.snn_kwargs)  # logs T, neuron, mode, layers
-        cfg = model.snn_cfg
         self.converted_at.append(point)
         if self.save:
-            path = osp.join(runner.work_dir,
-                            f'snn_{cfg["neuron"]}_T{cfg["timesteps"]}.pth')
-            meta = dict(snn=cfg, epoch=runner.epoch, iter=runner.iter)
-            # a run killed while saving leaves no half-written checkpoint
-            save_checkpoint_atomic(
-                dict(meta=meta, state_dict=weights_to_cpu(model.state_dict())),
-                path)
+            path = save_snn_checkpoint(model, runner.work_dir,
+                                       epoch=runner.epoch,
+                                       iteration=runner.iter)
             runner.logger.info(f'FastSNN: saved SNN checkpoint to {path}')
 
     def after_train(self, runner):

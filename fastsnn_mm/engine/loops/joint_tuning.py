@@ -27,41 +27,38 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from ...spiking import IFNeuron
-from ...spiking.runner import timestep_context
-from .layer_targets import flatten_outputs, time_mean
+from ...spiking import functional as spiking_fn
+from ...spiking.run_state import neurons_of, timestep_run
+from ...utils.modules import forward_hooks
 
 
 @contextmanager
 def straight_through(model, T):
     """Within: each neuron's spikes carry the gradient of its input (an
-    input given once, [B, ...], for all T steps is repeated per step)."""
+    input given once, [B, ...], for all T steps is repeated per step).
+    ``T`` is kept for callers; the run says how many steps a call has."""
 
     def hook(module, inputs, out):
-        x = inputs[0]
-        if x.shape[0] != out.shape[0]:
-            x = x.unsqueeze(0).expand(T, *x.shape).reshape(out.shape)
-        return out + (x - x.detach())
+        run = module.timestep_run
+        steps, constant = run.view(inputs[0])
+        x = spiking_fn.repeat_steps(steps, run.steps) \
+            if constant and run.steps > 1 else inputs[0]
+        return spiking_fn.straight_through(out, x)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, IFNeuron)]
-    try:
+    with forward_hooks(neurons_of(model), lambda m: hook):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def output_loss(snn, qann, x):
     """MSE of the SNN's time-averaged path outputs against the QANN's, with
     a gradient for every weight of the SNN."""
     T = snn.snn_cfg['timesteps']
-    B = x.shape[0]
     with torch.no_grad():
-        target = flatten_outputs(qann.spiking_path(x))
-    with timestep_context(snn, T, B, 'folded'), straight_through(snn, T):
-        out = [time_mean(t, T, B)
-               for t in flatten_outputs(snn.spiking_path(x))]
+        target = spiking_fn.flatten_outputs(qann.spiking_path(x))[0]
+    with timestep_run(snn, T, x.shape[0], 'folded') as run, \
+            straight_through(snn, T):
+        out = [run.mean_over_time(t) for t in
+               spiking_fn.flatten_outputs(snn.spiking_path(x))[0]]
     return sum(F.mse_loss(o, t) for o, t in zip(out, target))
 
 

@@ -4,6 +4,7 @@ from torch import nn
 
 from ...spiking import IFNeuron
 from ...spiking.runner import timestep_context
+from ...utils.modules import forward_hooks
 
 _TUNABLE = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm,
             nn.ConvTranspose2d, nn.GroupNorm, nn.LayerNorm)
@@ -21,25 +22,25 @@ def assign_layer_groups(snn, x):
 
     def record(m, i, o):
         order.append(m)
-    hooks = [m.register_forward_hook(record) for m in snn.modules()
-             if isinstance(m, (IFNeuron,) + _TUNABLE)]
+    watched = [m for m in snn.modules()
+               if isinstance(m, (IFNeuron,) + _TUNABLE)]
     x = x[:1]  # one image is enough to see the execution order
-    try:
-        with torch.no_grad(), timestep_context(
-                snn, snn.snn_cfg['timesteps'], 1, 'folded'):
-            snn.spiking_path(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    with forward_hooks(watched, lambda m: record), torch.no_grad(), \
+            timestep_context(snn, snn.snn_cfg['timesteps'], 1, 'folded'):
+        snn.spiking_path(x)
     groups, pending, seen = [], [], set()
     for m in order:
         if m in seen:
             continue
         seen.add(m)
         if isinstance(m, IFNeuron):
-            groups.append((names[m], [p for mod in pending for p in mod.parameters(recurse=False)]))
+            groups.append((names[m], _own_params(pending)))
             pending = []
         else:
             pending.append(m)
-    groups.append((None, [p for mod in pending for p in mod.parameters(recurse=False)]))
+    groups.append((None, _own_params(pending)))
     return groups
+
+
+def _own_params(modules):
+    return [p for mod in modules for p in mod.parameters(recurse=False)]

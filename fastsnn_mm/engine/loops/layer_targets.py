@@ -19,7 +19,14 @@ is off the QANN level, by how far.
 import torch
 import torch.nn.functional as F
 
-from ...spiking.runner import timestep_context
+from ...spiking.functional import (
+    flatten_outputs,
+    qann_level,
+    spike_count,
+    straight_through,
+)
+from ...spiking.run_state import timestep_run
+from ...utils.modules import forward_hooks
 
 SURROGATES = ('identity', 'clip')
 
@@ -32,36 +39,17 @@ class _Stop(Exception):
         self.value = value
 
 
-def time_mean(t, T, B):
-    """[T*B, ...] -> [B, ...] (mean over steps); [B, ...] is returned as is."""
-    return t.reshape(T, B, *t.shape[1:]).mean(0) if t.shape[0] == T * B else t
-
-
-def flatten_outputs(out):
-    """Tensors of a nested output, in order."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in flatten_outputs(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in flatten_outputs(o)]
-    return []
-
-
 def _run_until(model, name, x, on_output):
     """Run ``model.spiking_path(x)`` until module ``name`` has produced its
     output; return ``on_output(module, inputs, output)``."""
-    mod = model.get_submodule(name)
 
     def grab(m, inputs, out):
         raise _Stop(on_output(m, inputs, out))
-    handle = mod.register_forward_hook(grab)
     try:
-        model.spiking_path(x)
+        with forward_hooks([model.get_submodule(name)], lambda m: grab):
+            model.spiking_path(x)
     except _Stop as stop:
         return stop.value
-    finally:
-        handle.remove()
     raise RuntimeError(f'layer {name} was not reached by the spiking path')
 
 
@@ -69,7 +57,7 @@ def qann_target(qann, name, x):
     """QANN activation at QuantReLU ``name`` (None: the path's outputs)."""
     with torch.no_grad():
         if name is None:
-            return flatten_outputs(qann.spiking_path(x))
+            return flatten_outputs(qann.spiking_path(x))[0]
         return [_run_until(qann, name, x, lambda m, i, o: o)]
 
 
@@ -77,17 +65,16 @@ def snn_rate(snn, name, x, surrogate='identity', quant_relu=None):
     """SNN firing rate at neuron ``name`` (None: the time-averaged path
     outputs), with a straight-through gradient (see module docstring)."""
     T = snn.snn_cfg['timesteps']
-    B = x.shape[0]
-    with timestep_context(snn, T, B, 'folded'):
+    with timestep_run(snn, T, x.shape[0], 'folded') as run:
         if name is None:
-            return [time_mean(t, T, B)
-                    for t in flatten_outputs(snn.spiking_path(x))]
+            return [run.mean_over_time(t)
+                    for t in flatten_outputs(snn.spiking_path(x))[0]]
 
         def rate(m, inputs, out):
-            pre = time_mean(inputs[0], T, B)
-            value = time_mean(out, T, B).detach()
+            pre = run.mean_over_time(inputs[0])
+            value = run.mean_over_time(out).detach()
             sur = pre if surrogate == 'identity' else quant_relu(pre)
-            return sur + (value - sur).detach()
+            return straight_through(value, sur)
         return [_run_until(snn, name, x, rate)]
 
 
@@ -104,7 +91,7 @@ def layer_loss(snn, qann, name, x, surrogate='identity', quant_relu=None):
     if name is not None:
         theta = snn.get_submodule(name).theta
         T = snn.snn_cfg['timesteps']
-        count = torch.round(rate[0].detach() * T / theta)
-        level = torch.floor(target[0] * T / theta + 0.5)
+        count = spike_count(rate[0].detach(), theta, T)
+        level = qann_level(target[0], theta, T)
         mismatch = (count != level).float().mean()
     return loss, mismatch

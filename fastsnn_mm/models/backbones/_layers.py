@@ -7,6 +7,7 @@ QuantReLU and, once mmcv is imported, mmcv's layers live).
 from mmengine.model import BaseModule
 from torch import nn
 
+from ...errors import check_int
 from ...registry import MODELS
 from ._pretrained import load_pretrained
 
@@ -95,7 +96,16 @@ class StagedBackbone(BaseModule):
     initialises every tensor the default way (the clips and layers an
     ImageNet classifier has no counterpart for keep that), then loads the
     checkpoint through :meth:`map_pretrained` (see ``_pretrained.py``).
+
+    ``base_channels`` (the width every stage's width derives from) is
+    checked here, once for every subclass.
     """
+
+    def __init__(self, base_channels: int, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.base_channels = check_int(
+            'base_channels', base_channels, 1,
+            hint='the width every stage derives from')
 
     def init_weights(self):
         pretrained, others = split_pretrained(self.init_cfg)

@@ -10,8 +10,15 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, StagedBackbone, build_act, build_norm,
-                      check_indices, check_per_stage, conv_bn_act)
+from ._layers import (
+    DEFAULT_INIT,
+    StagedBackbone,
+    build_act,
+    build_norm,
+    check_indices,
+    check_per_stage,
+    conv_bn_act,
+)
 
 
 class QBasicBlock(nn.Module):
@@ -92,7 +99,7 @@ class QResNet(StagedBackbone):
                  act_cfg=dict(type='QuantReLU', bits=3),
                  norm_cfg=dict(type='BN'), norm_eval=False,
                  zero_init_residual=True, init_cfg=DEFAULT_INIT):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(base_channels, init_cfg=init_cfg)
         if depth not in self.arch_settings:
             raise ValueError(f'QResNet depth must be one of '
                              f'{sorted(self.arch_settings)}, got {depth!r}')
@@ -102,9 +109,6 @@ class QResNet(StagedBackbone):
         if stem_stride not in (1, 2, 4):
             raise ValueError(f'stem_stride must be 1, 2 or 4, '
                              f'got {stem_stride!r}')
-        if not isinstance(base_channels, int) or base_channels < 1:
-            raise ValueError(f'base_channels must be a positive int, '
-                             f'got {base_channels!r}')
         blocks = self.arch_settings[depth]
         strides = check_per_stage('strides', strides, len(blocks))
         dilations = check_per_stage('dilations', dilations, len(blocks))

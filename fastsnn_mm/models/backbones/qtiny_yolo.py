@@ -9,8 +9,13 @@ layer).
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, StagedBackbone, check_indices,
-                      check_per_stage, conv_bn_act)
+from ._layers import (
+    DEFAULT_INIT,
+    StagedBackbone,
+    check_indices,
+    check_per_stage,
+    conv_bn_act,
+)
 
 
 @MODELS.register_module()
@@ -51,10 +56,7 @@ class QTinyYOLO(StagedBackbone):
                  in_channels=3, act_cfg=dict(type='QuantReLU', bits=3),
                  norm_cfg=dict(type='BN'), norm_eval=False,
                  init_cfg=DEFAULT_INIT):
-        super().__init__(init_cfg=init_cfg)
-        if not isinstance(base_channels, int) or base_channels < 1:
-            raise ValueError(f'base_channels must be a positive int, '
-                             f'got {base_channels!r}')
+        super().__init__(base_channels, init_cfg=init_cfg)
         if not widen_factor > 0:
             raise ValueError(f'widen_factor must be positive, '
                              f'got {widen_factor!r}')

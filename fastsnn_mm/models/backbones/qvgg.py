@@ -4,8 +4,13 @@ module per conv, and downsampling by stride-2 conv or average pooling
 from torch import nn
 
 from ...registry import MODELS
-from ._layers import (DEFAULT_INIT, StagedBackbone, check_indices,
-                      check_per_stage, conv_bn_act)
+from ._layers import (
+    DEFAULT_INIT,
+    StagedBackbone,
+    check_indices,
+    check_per_stage,
+    conv_bn_act,
+)
 from ._pretrained import conv_bn_into, layers_in_order
 
 
@@ -47,16 +52,13 @@ class QVGG(StagedBackbone):
                  out_indices=None, act_cfg=dict(type='QuantReLU', bits=3),
                  norm_cfg=dict(type='BN'), norm_eval=False,
                  init_cfg=DEFAULT_INIT):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(base_channels, init_cfg=init_cfg)
         if arch not in self.arch_settings:
             raise ValueError(f'QVGG arch must be one of '
                              f'{sorted(self.arch_settings)}, got {arch!r}')
         if downsample not in ('avgpool', 'conv'):
             raise ValueError(f"downsample must be 'avgpool' or 'conv', "
                              f'got {downsample!r}')
-        if not isinstance(base_channels, int) or base_channels < 1:
-            raise ValueError(f'base_channels must be a positive int, '
-                             f'got {base_channels!r}')
         stages = self.arch_settings[arch]
         n = len(stages)
         strides = check_per_stage('strides', strides or (1, ) + (2, ) *

@@ -21,17 +21,20 @@ class FastSNNImageClassifier(TimestepMixin, ImageClassifier):
         return self.head(self.extract_feat(inputs))
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
-        if mode == 'tensor' and self.is_snn:
+        if mode == 'tensor' and self.ensure_converted().is_snn:
             return self.snn_forward(inputs)
         return super().forward(inputs, data_samples, mode)
 
     def loss(self, inputs, data_samples):
-        if self.is_snn:
-            self.refuse_snn_loss()
+        if self.ensure_converted().is_snn:
+            return self.snn_loss(inputs, data_samples)
         return super().loss(inputs, data_samples)
 
+    def loss_from_outputs(self, outs, data_samples):
+        return self.head._get_loss(outs, data_samples)
+
     def predict(self, inputs, data_samples=None, **kwargs):
-        if not self.is_snn:
+        if not self.ensure_converted().is_snn:
             return super().predict(inputs, data_samples, **kwargs)
         return self.head._get_predictions(self.snn_forward(inputs),
                                           data_samples)

@@ -1,5 +1,6 @@
 """mmdet single-stage detector (YOLOV3 included) with QAT and SNN inference."""
 from mmdet.models.detectors import SingleStageDetector
+from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 
 from ..timestep_mixin import TimestepMixin
@@ -23,17 +24,21 @@ class FastSNNSingleStageDetector(TimestepMixin, SingleStageDetector):
         return self.bbox_head(self.extract_feat(inputs))
 
     def loss(self, batch_inputs, batch_data_samples):
-        if self.is_snn:
-            self.refuse_snn_loss()
+        if self.ensure_converted().is_snn:
+            return self.snn_loss(batch_inputs, batch_data_samples)
         return super().loss(batch_inputs, batch_data_samples)
 
+    def loss_from_outputs(self, outs, batch_data_samples):
+        gt, gt_ignore, metas = unpack_gt_instances(batch_data_samples)
+        return self.bbox_head.loss_by_feat(*outs, gt, metas, gt_ignore)
+
     def _forward(self, batch_inputs, batch_data_samples=None):
-        if self.is_snn:
+        if self.ensure_converted().is_snn:
             return self.snn_forward(batch_inputs)
         return super()._forward(batch_inputs, batch_data_samples)
 
     def predict(self, batch_inputs, batch_data_samples, rescale=True):
-        if not self.is_snn:
+        if not self.ensure_converted().is_snn:
             return super().predict(batch_inputs, batch_data_samples, rescale)
         outs = self.snn_forward(batch_inputs)
         metas = [s.metainfo for s in batch_data_samples]

@@ -1,6 +1,7 @@
 """mmseg EncoderDecoder (DeepLab style) with QAT and SNN inference."""
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+from mmseg.utils import add_prefix
 
 from ..timestep_mixin import TimestepMixin
 
@@ -23,17 +24,23 @@ class FastSNNEncoderDecoder(TimestepMixin, EncoderDecoder):
         return self.decode_head(self.extract_feat(inputs))
 
     def loss(self, inputs, data_samples):
-        if self.is_snn:
-            self.refuse_snn_loss()
+        if self.ensure_converted().is_snn:
+            return self.snn_loss(inputs, data_samples)
         return super().loss(inputs, data_samples)
 
+    def loss_from_outputs(self, outs, data_samples):
+        # auxiliary heads read backbone features off the spiking path's
+        # outputs: an SNN is trained on the decode head's loss alone
+        return add_prefix(self.decode_head.loss_by_feat(outs, data_samples),
+                          'decode')
+
     def _forward(self, inputs, data_samples=None):
-        if self.is_snn:
+        if self.ensure_converted().is_snn:
             return self.snn_forward(inputs)
         return super()._forward(inputs, data_samples)
 
     def encode_decode(self, inputs, batch_img_metas):
-        if not self.is_snn:
+        if not self.ensure_converted().is_snn:
             return super().encode_decode(inputs, batch_img_metas)
         return self.decode_head.predict_by_feat(self.snn_forward(inputs),
                                                 batch_img_metas)

@@ -1,0 +1,102 @@
+"""Which layers read spikes: learnt from the model's first call.
+
+A layer reads spikes when its input *is* a neuron's output tensor (the
+same object: nothing ran in between). Found by a traced call rather than
+from the module tree, because the tree does not say what feeds what: mm
+blocks call their layers from Python code (a ResNet block's shortcut, a
+pooled readout, one activation module called at two places), and a
+structural guess that took a pooled or summed tensor for spikes would be
+silently wrong. The trace is the model's own first call on real data, so
+it needs no sample input and sees exactly the calls that later run.
+
+While the trace is on, every neuron has a forward hook that notes its
+output (weakly: a freed tensor's id may come back), and each layer asks,
+call by call, whether its input is one of those; the model's forward hook
+ends the trace after the first call in which a layer ran, and logs one
+line of what runs in which precision. A model's dataflow is the same for
+every batch, so the first call's answer holds for the later ones.
+"""
+import weakref
+
+from mmengine.logging import print_log
+from torch import nn
+
+from ..run_state import neurons_of
+from .layers import FLOAT32
+
+
+class SpikeTrace:
+    """The trace of one converted model (see module doc)."""
+
+    def __init__(self, model, spike_dtype):
+        self.spike_dtype = spike_dtype
+        self.active = True
+        self._layers = {}  # layer -> its module path
+        self._outputs = {}  # id(tensor) -> (weak ref, neuron)
+        self._autograd_noted = False
+        self._handles = [n.register_forward_hook(self._note_output)
+                         for n in neurons_of(model)]
+        self._handles.append(model.register_forward_hook(
+            self._after_call, always_call=True))
+
+    def watch(self, layer, name):
+        self._layers[layer] = name
+
+    def producer(self, x):
+        """The neuron whose output ``x`` is, or None."""
+        entry = self._outputs.get(id(x))
+        return entry[1] if entry is not None and entry[0]() is x else None
+
+    def _note_output(self, neuron, args, output):
+        self._outputs[id(output)] = (weakref.ref(output), neuron)
+
+    def _after_call(self, model, args, output):
+        self._outputs.clear()
+        if self.active and any(layer._source is not None
+                               for layer in self._layers):
+            self.retire()
+            print_log(self.summary(), logger='current')
+
+    def retire(self):
+        """End the trace: hooks off (re-conversion retires it too)."""
+        self.active = False
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def note_autograd(self):
+        if not self._autograd_noted:
+            self._autograd_noted = True
+            print_log(f'FastSNN: spike_dtype={self.spike_dtype!r}: autograd '
+                      'is on, so the spike-reading layers run in float32; '
+                      'run inference under torch.no_grad()', logger='current')
+
+    def summary(self) -> str:
+        """One line: which layers read spikes and what they run in."""
+        reading = {name: layer for layer, name in self._layers.items()
+                   if layer.runs_in is not None
+                   or isinstance(layer._source, nn.Module)}
+        kinds = {}
+        for name, layer in reading.items():
+            kind = layer.runs_in or 'float32 for now (autograd was on)'
+            kinds.setdefault(kind, []).append(name)
+        parts = ', '.join(f'{len(names)} in {kind}'
+                          for kind, names in kinds.items()) or '-'
+        line = (f'FastSNN: spike_dtype={self.spike_dtype!r}: '
+                f'{len(reading)} layers read spikes: {parts}; '
+                f'{len(self._layers) - len(reading)} other convs/linears '
+                '(before the first neuron, readout, pooled inputs) stay '
+                'float32')
+        why = sorted({f'{name} ({layer.why_float32})'
+                      for name, layer in reading.items()
+                      if layer.runs_in == FLOAT32})
+        if why:
+            line += '; float32 for ' + ', '.join(why[:5]) + \
+                (' ...' if len(why) > 5 else '')
+        return line
+
+    def __getstate__(self):
+        # a copy starts with no noted outputs (weak refs do not copy)
+        state = dict(vars(self))
+        state['_outputs'] = {}
+        return state

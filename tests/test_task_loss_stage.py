@@ -1,0 +1,178 @@
+"""The task-loss stage of LayerwiseFinetuneLoop: the SNN's own task loss
+falls under the straight-through surrogate (thresholds frozen or
+learnable), the wrappers refuse that loss outside the stage, and killed /
+two-process runs with the stage repeat one uninterrupted run."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+from contextlib import nullcontext
+
+import pytest
+import torch
+from conftest import REPO
+from finetune_helpers import finetune_cfg, train_tiny_qann
+from mmengine.runner import Runner
+
+from fastsnn_mm.engine.loops.finetune_progress import (
+    REPORT_FILE,
+    FinetuneProgress,
+)
+from fastsnn_mm.engine.loops.joint_tuning import straight_through
+from fastsnn_mm.engine.loops.task_loss_stage import (
+    LABEL,
+    LearnableThresholds,
+    task_loss,
+)
+
+HERE = osp.dirname(osp.abspath(__file__))
+#: groups of one step and one lr, no joint stage, then the task stage
+TASK = dict(lr_candidates=[1e-3], iters_per_layer=1, joint_iters=0,
+            task_iters=3, task_lr=1e-2, task_thresholds='learnable')
+
+
+@pytest.fixture(scope='module')
+def qann(tiny_voc, tmp_path_factory, one_thread):
+    return tiny_voc, train_tiny_qann(tiny_voc, tmp_path_factory.mktemp('q'))
+
+
+@pytest.fixture(scope='module')
+def whole(qann, tmp_path_factory):
+    """The uninterrupted one-process run with the task stage."""
+    data_root, ckpt = qann
+    work = tmp_path_factory.mktemp('task_whole')
+    runner = Runner.from_cfg(finetune_cfg(data_root, work, ckpt,
+                                          evaluate=True, **TASK))
+    runner.train()
+    return work, runner
+
+
+def _snn_and_batch(data_root, ckpt):
+    """The tuned-from QANN converted at T = 3, and one labelled batch."""
+    runner = Runner.from_cfg(finetune_cfg(data_root, '/nowhere', ckpt))
+    runner.load_checkpoint(ckpt)
+    model = runner.model.eval()
+    model.to_snn(timesteps=3, neuron='signed')
+    return model, next(iter(runner.val_dataloader))
+
+
+def test_snn_loss_is_refused_outside_the_stage(qann):
+    model, batch = _snn_and_batch(*qann)
+    data = model.data_preprocessor(batch, False)
+    with pytest.raises(RuntimeError, match='task_iters'):
+        model(**data, mode='loss')
+    with model.snn_loss_allowed():  # as the stage runs it
+        assert float(model(**data, mode='loss')['loss']) > 0
+
+
+@pytest.mark.parametrize('thresholds', ['frozen', 'learnable'])
+def test_task_loss_falls_on_a_tiny_model(qann, thresholds):
+    model, batch = _snn_and_batch(*qann)
+    learnable = LearnableThresholds(model) \
+        if thresholds == 'learnable' else None
+    thetas = [n.theta.clone() for n in model.neurons]
+    params = list(model.parameters()) + (
+        learnable.params if learnable else [])
+    optim = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(12):
+        with straight_through(model, 3), (
+                learnable.gradient() if learnable else nullcontext()):
+            loss = task_loss(model, batch, False)
+        losses.append(float(loss))
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        if learnable:
+            learnable.write_back()
+    # measured 1.365 -> 1.166, falling at all but one step
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 8, losses
+    moved = [not torch.equal(n.theta, t) for n, t in zip(model.neurons,
+                                                         thetas)]
+    assert all(moved) if learnable else not any(moved)
+
+
+def test_stage_row_and_report(whole):
+    work, runner = whole
+    with open(osp.join(work, REPORT_FILE)) as f:
+        rep = json.load(f)
+    row = rep['groups'][-1]
+    assert row['layer'] == LABEL and row['thresholds'] == 'learnable'
+    assert row['tried'][0]['lr'] == 1e-2
+    # kept only if it helped on the judging slice
+    assert row['reverted'] or row['metric_after'] > row['metric_before'] or (
+        row['metric_after'] == row['metric_before']
+        and row['loss_after'] < row['loss_before'])
+    assert rep['metric_after'] >= rep['metric_before']
+    assert rep['task_iters'] == 3 and rep['judged_on']['source'] == \
+        'train_slice'
+    reported = rep['reported_on']
+    assert reported['split'] == 'val' and reported['untouched']
+    assert set(reported['before']) == set(reported['after']) == {
+        'accuracy/top1'}
+
+
+class _Killed(Exception):
+    pass
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _equal_weights(got, want, atol):
+    assert got.keys() == want.keys()
+    for k in want:  # tolerance: exact up to float summation order
+        assert torch.allclose(got[k], want[k], atol=atol, rtol=0), k
+
+
+def test_resume_before_the_task_stage_repeats_one_run(qann, whole, tmp_path,
+                                                      monkeypatch):
+    data_root, ckpt = qann
+    whole = whole[1]
+    n_groups = len(whole.train_loop.report) - 1
+    save, saves = FinetuneProgress.save, []
+
+    def save_then_die(progress, runner, *args):
+        save(progress, runner, *args)
+        saves.append(1)
+        if len(saves) == n_groups:  # every group done, the stage not
+            raise _Killed
+    monkeypatch.setattr(FinetuneProgress, 'save', save_then_die)
+    work = tmp_path / 'killed'
+    with pytest.raises(_Killed):
+        Runner.from_cfg(finetune_cfg(data_root, work, ckpt, **TASK)).train()
+    monkeypatch.setattr(FinetuneProgress, 'save', save)
+
+    cfg = finetune_cfg(data_root, work, ckpt, **TASK)
+    cfg.resume, cfg.load_from = True, None  # tools/train.py --resume
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert resumed.train_loop.iter == whole.train_loop.iter
+    assert [r['reverted'] for r in resumed.train_loop.report] == \
+        [r['reverted'] for r in whole.train_loop.report]
+    _equal_weights(_weights(resumed.model), _weights(whole.model), 1e-6)
+
+
+def test_two_processes_equal_one_with_the_task_stage(qann, whole, tmp_path):
+    data_root, ckpt = qann
+    one = whole[1]
+    out = tmp_path / 'two.pth'
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--standalone', osp.join(HERE, 'finetune_helpers.py'),
+         data_root, ckpt, str(tmp_path / 'two'), str(out),
+         json.dumps(dict(TASK, evaluate=True))],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = torch.load(out, weights_only=False)
+    assert [r['reverted'] for r in two['report']] == \
+        [r['reverted'] for r in one.train_loop.report]
+    # tolerance: float summation order
+    for k, v in two['state'].items():
+        assert torch.allclose(v, one.model.state_dict()[k], atol=1e-5,
+                              rtol=1e-4), k
