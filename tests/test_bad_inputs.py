@@ -149,6 +149,7 @@ def test_bad_argument_is_refused(case):
 
 
 def test_bad_config_fields_fail_when_the_model_is_built():
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     base = dict(type='FastSNNImageClassifier',
                 backbone=dict(type='QResNet', depth=18, base_channels=8),
@@ -162,7 +163,9 @@ def test_bad_config_fields_fail_when_the_model_is_built():
             (dict(quant=dict(bits=3), snn=dict(T=7)),
              ['unknown key(s) T', 'timesteps']),
             (dict(quant=dict(bits=3), snn=dict(timesteps=0)), ['got 0'])]:
-        with pytest.raises(BadArgumentError) as info:
+        # another test may have left another package's scope current
+        with pytest.raises(BadArgumentError) as info, \
+                DefaultScope.overwrite_default_scope('mmpretrain'):
             MODELS.build(dict(base, **fields))
         for word in words:
             assert word in str(info.value), (word, str(info.value))

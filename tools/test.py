@@ -82,7 +82,7 @@ def main():
     setup_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     # mmengine would skip keys that do not fit with only a warning
-    check_checkpoint(runner, args.checkpoint, 'test')
+    fits = check_checkpoint(runner, args.checkpoint, 'test')
     model = unwrap_model(runner.model)
     if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
@@ -94,6 +94,13 @@ def main():
         rows.append(dict(model='QANN', neuron='-', T='-',
                          **test_once(runner, args.show_dir, 'qann')))
     if args.snn or args.compare:
+        if not fits.get('snn'):
+            # a QANN checkpoint goes into the QANN before the conversion
+            # bakes its quantized weights (loaded after, a weight-quantized
+            # model's latent float weights would land in the SNN); an SNN
+            # checkpoint holds baked, perhaps fine-tuned, weights and loads
+            # into the converted model when runner.test() runs
+            runner.load_or_resume()
         for neuron in args.neuron:
             model.to_snn(timesteps=args.timesteps, neuron=neuron,
                          mode=args.mode, time_chunk=args.time_chunk,

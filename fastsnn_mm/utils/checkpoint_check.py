@@ -181,4 +181,6 @@ def check_checkpoint_fits(model, path: str, purpose: str = 'test') -> dict:
         print_log(f'{path} was trained at {bits_then} bits and is tested '
                   f'as a {bits_now}-bit model (bits come from the config)',
                   logger='current', level=30)
-    return dict(found, bits_now=bits_now, bits_then=bits_then)
+    # an SNN checkpoint (conversion hook, fine-tuning loop) says so in meta
+    return dict(found, bits_now=bits_now, bits_then=bits_then,
+                snn=bool(meta.get('snn')))

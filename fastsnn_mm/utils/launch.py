@@ -120,12 +120,13 @@ def check_checkpoint(runner, path, purpose):
     """Before mmengine loads ``path`` into the runner's model (which would
     skip what does not fit with only a warning): refuse or log what does
     not fit (see :func:`~fastsnn_mm.utils.checkpoint_check.
-    check_checkpoint_fits`). Local files only."""
+    check_checkpoint_fits`) and return what it found (``snn``: an SNN
+    checkpoint). Local files only (``{}`` for others)."""
     if not path or '://' in str(path):
-        return
+        return {}
     from .checkpoint_check import check_checkpoint_fits
     from .modules import unwrap_model
-    check_checkpoint_fits(unwrap_model(runner.model), path, purpose)
+    return check_checkpoint_fits(unwrap_model(runner.model), path, purpose)
 
 
 def check_data(cfg, splits):
