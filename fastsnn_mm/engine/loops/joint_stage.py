@@ -5,7 +5,7 @@ metric judge: the held-out output MSE) did not get worse."""
 from .finetune_judges import heldout_output_loss
 from .finetune_trainer import preprocess
 from .joint_tuning import cosine_factor, output_loss
-from .trial import Trial, keep_or_revert
+from .trial import Trial, keep_or_revert, whole_model_row
 
 LABEL = 'all layers (joint)'
 
@@ -31,17 +31,10 @@ class JointStage:
         measure = None if s.judge is None else (lambda: s.judge(s.model))
         verdict = keep_or_revert(trial, s.progress, measure, before, after)
         self._log(before, after, verdict)
-        return dict(layer=LABEL, index=k, lr=lr_now,
-                    tried=[dict(lr=lr_now, loss=after, mismatch=None)],
-                    loss_before=before,
-                    loss_after=after if verdict.kept else before,
-                    mismatch_before=None, mismatch_after=None,
-                    metric_before=verdict.metric_before,
-                    metric_after=verdict.metric_after,
-                    reverted=not verdict.kept,
-                    reverted_by=verdict.reverted_by,
-                    changed=[n for n, _ in s.model.named_parameters()]
-                    if verdict.kept else [])
+        changed = [n for n, _ in s.model.named_parameters()] \
+            if verdict.kept else []
+        return whole_model_row(LABEL, k, lr_now, before, after, verdict,
+                               changed)
 
     def _train(self, k, params):
         """The stage's steps, lr following half a cosine to zero; returns

@@ -36,7 +36,7 @@ from ...spiking.run_state import neurons_of
 from ...utils.modules import forward_hooks
 from .finetune_trainer import reduce_over_ranks
 from .joint_tuning import cosine_factor, straight_through
-from .trial import Trial, keep_or_revert
+from .trial import Trial, keep_or_revert, whole_model_row
 
 LABEL = 'all layers (task loss)'
 
@@ -137,17 +137,9 @@ class TaskLossStage:
         verdict = keep_or_revert(trial, s.progress, measure, before, after,
                                  must_gain=True)
         self._log(before, after, verdict)
-        return dict(layer=LABEL, index=k, lr=lr_now,
-                    tried=[dict(lr=lr_now, loss=after, mismatch=None)],
-                    loss_before=before,
-                    loss_after=after if verdict.kept else before,
-                    mismatch_before=None, mismatch_after=None,
-                    metric_before=verdict.metric_before,
-                    metric_after=verdict.metric_after,
-                    reverted=not verdict.kept,
-                    reverted_by=verdict.reverted_by,
-                    changed=trial.changed_names(model),
-                    thresholds=self.settings.task_thresholds,
+        row = whole_model_row(LABEL, k, lr_now, before, after, verdict,
+                              trial.changed_names(model))
+        return dict(row, thresholds=self.settings.task_thresholds,
                     thresholds_changed=thresholds.changed(
                         trial.saved[len(params):]) if thresholds else [])
 

@@ -91,3 +91,19 @@ def keep_or_revert(trial: Trial, progress, measure: Optional[Callable],
         trial.revert()
         return Verdict(False, 'held-out score', before, before)
     return Verdict(True, None, before, before)
+
+
+def whole_model_row(label, index, lr, before, after, verdict: Verdict,
+                    changed):
+    """The report row of a stage that tunes all weights at once (joint,
+    task loss): the shape of a layer group's row, with no per-layer
+    mismatch, so the report and the resume path read every stage alike."""
+    return dict(layer=label, index=index, lr=lr,
+                tried=[dict(lr=lr, loss=after, mismatch=None)],
+                loss_before=before,
+                loss_after=after if verdict.kept else before,
+                mismatch_before=None, mismatch_after=None,
+                metric_before=verdict.metric_before,
+                metric_after=verdict.metric_after,
+                reverted=not verdict.kept, reverted_by=verdict.reverted_by,
+                changed=changed)
