@@ -7,11 +7,11 @@ DATA := data/synthetic_voc
 install:
 	bash tools/install.sh
 
-$(DATA)/.complete: | install
-	$(PY) tools/dataset_converters/make_synthetic_voc.py --out $(DATA) --num-train 400 --num-val 100 --seed 0
+$(DATA)/.complete-test: | install
+	$(PY) tools/dataset_converters/make_synthetic_voc.py --out $(DATA) --num-train 400 --num-val 100 --seed 0 --num-test 200
 	touch $@
 
-data: install $(DATA)/.complete
+data: install $(DATA)/.complete-test
 
 demo: install data
 	bash tools/demo.sh cls det finetune

@@ -8,6 +8,7 @@ float32 SNN bit for bit; the option travels through configs and
 ``tools/test.py``; checkpoints, re-conversion and autograd are untouched.
 """
 import copy
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -371,20 +372,32 @@ def test_config_round_trip():
     assert 'backbone.stem.0' not in used and 'head.fc' not in used
 
 
-def test_tools_test_takes_spike_dtype(tiny_voc, tmp_path):
-    cfg = tiny_cls_config(tiny_voc, tmp_path)
+#: the tiny classifier of :func:`weight_quantized_qann`, as tool options
+TINY_OPTIONS = ['model.backbone.base_channels=8', 'model.head.in_channels=64',
+                'model.quant.weight.type=uniform',
+                'model.quant.weight.bits=4']
+
+
+@pytest.fixture(scope='module')
+def weight_quantized_qann(tiny_voc, tmp_path_factory):
+    """A tiny 3-bit classifier with 4-bit uniform weights (int8 exact)."""
+    work = tmp_path_factory.mktemp('wq')
+    cfg = tiny_cls_config(tiny_voc, work)
     cfg.model.quant = dict(bits=3, alpha=2.0,
                            weight=dict(type='uniform', bits=4))
     Runner.from_cfg(cfg).train()
-    ckpt = osp.join(tmp_path, 'epoch_1.pth')
+    return osp.join(work, 'epoch_1.pth')
+
+
+def test_tools_test_takes_spike_dtype(tiny_voc, weight_quantized_qann,
+                                      tmp_path):
+    ckpt = weight_quantized_qann
     # --compare: the QANN checkpoint is loaded before the conversion bakes
     # its quantized weights
     base = [sys.executable, 'tools/test.py',
             'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py', ckpt,
             '--compare', '--work-dir', str(tmp_path), '--cfg-options',
-            f'test_dataloader.dataset.data_root={tiny_voc}',
-            'model.backbone.base_channels=8', 'model.head.in_channels=64',
-            'model.quant.weight.type=uniform', 'model.quant.weight.bits=4']
+            f'test_dataloader.dataset.data_root={tiny_voc}'] + TINY_OPTIONS
     out = subprocess.run(base + ['--spike-dtype', 'int8'], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -398,6 +411,36 @@ def test_tools_test_takes_spike_dtype(tiny_voc, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and 'Traceback' not in bad.stderr
     assert '--spike-dtype' in bad.stderr
+
+
+def test_fidelity_tool_compares_counts_with_float32(
+        tiny_voc, weight_quantized_qann, tmp_path):
+    out_dir = tmp_path / 'fid'
+    run = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/spike_dtype_fidelity.py',
+         'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py',
+         weight_quantized_qann, '--dtypes', 'int8', 'int8-rounded',
+         '--timesteps', '3', '--work-dir', str(tmp_path), '--out-dir',
+         str(out_dir), '--cfg-options',
+         f'test_dataloader.dataset.data_root={tiny_voc}'] + TINY_OPTIONS,
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rep = json.loads((out_dir / 'fidelity.json').read_text())
+    rows = {r['spike_dtype']: r for r in rep['rows']}
+    assert list(rows) == ['float32', 'int8', 'int8-rounded']
+    assert rep['T'] == 3 and rows['float32']['changed'] == 0
+    # weights on a 4-bit grid: int8 is exact integer arithmetic, and
+    # int8-rounded finds nothing to round
+    for dtype in ('int8', 'int8-rounded'):
+        assert rows[dtype]['changed'] < 1e-3, rows[dtype]
+        assert abs(rows[dtype]['delta']) < 1e-6
+    assert (out_dir / 'fidelity.png').stat().st_size > 0
+    bad = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/spike_dtype_fidelity.py',
+         'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py',
+         weight_quantized_qann, '--count-batches', '0'], cwd=REPO,
+        capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and '--count-batches' in bad.stderr
 
 
 def test_bench_spike_dtype_runs_tiny(capsys, one_thread):

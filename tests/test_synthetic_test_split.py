@@ -41,11 +41,27 @@ def trees(tmp_path_factory):
     return roots
 
 
-def test_without_a_test_split_nothing_changes(trees):
+#: what a test split of its own rewrites (the configs' test loaders read
+#: these); everything else stays byte for byte
+TEST_FILES = ('VOC2007/ImageSets/Main/test.txt',
+              'VOC2007/ImageSets/Segmentation/test.txt',
+              'classification/meta/test.txt', 'classification/test/')
+
+
+def test_without_a_test_split_the_test_lists_repeat_val(trees):
     assert _hashes(trees['zero'][0]) == _hashes(trees['plain'][0])
     root = trees['plain'][0]
-    assert _lines(root, 'VOC2007', 'ImageSets', 'Main', 'test.txt') == \
-        _lines(root, 'VOC2007', 'ImageSets', 'Main', 'val.txt')
+    for folder in ('Main', 'Segmentation'):
+        assert _lines(root, 'VOC2007', 'ImageSets', folder, 'test.txt') == \
+            _lines(root, 'VOC2007', 'ImageSets', folder, 'val.txt')
+    assert _lines(root, 'classification', 'meta', 'test.txt') == \
+        _lines(root, 'classification', 'meta', 'val.txt')
+    hashes = _hashes(root)
+    val = {k[len('classification/val/'):]: v for k, v in hashes.items()
+           if k.startswith('classification/val/')}
+    test = {k[len('classification/test/'):]: v for k, v in hashes.items()
+            if k.startswith('classification/test/')}
+    assert val and test == val
 
 
 @pytest.mark.parametrize('name', ['same', 'other'])
@@ -54,10 +70,14 @@ def test_test_split_is_its_own_and_train_val_stay(trees, name):
     root, truth = trees[name]
     before, after = _hashes(plain_root), _hashes(root)
     changed = {k for k in before if after.get(k) != before[k]}
-    assert changed == {'VOC2007/ImageSets/Main/test.txt'}
+    assert 'VOC2007/ImageSets/Main/test.txt' in changed
+    assert all(k.startswith(TEST_FILES) for k in changed), changed
     assert truth['train'] == plain['train'] and truth['val'] == plain['val']
     test_ids = [r['img_id'] for r in truth['test']]
     assert len(test_ids) == 4
+    added = set(after) - set(before)  # the test images and their crops
+    assert added and all(k.startswith(TEST_FILES) or any(
+        i in k for i in test_ids) for k in added), added
     for parts in (('Main', 'test.txt'), ('Segmentation', 'test.txt')):
         assert _lines(root, 'VOC2007', 'ImageSets', *parts) == test_ids
     seen = {r['img_id'] for s in ('train', 'val') for r in truth[s]}

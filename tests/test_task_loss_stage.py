@@ -43,7 +43,8 @@ def whole(qann, tmp_path_factory):
     data_root, ckpt = qann
     work = tmp_path_factory.mktemp('task_whole')
     runner = Runner.from_cfg(finetune_cfg(data_root, work, ckpt,
-                                          evaluate=True, **TASK))
+                                          evaluate=True, report_stages=True,
+                                          **TASK))
     runner.train()
     return work, runner
 
@@ -112,6 +113,12 @@ def test_stage_row_and_report(whole):
     assert reported['split'] == 'val' and reported['untouched']
     assert set(reported['before']) == set(reported['after']) == {
         'accuracy/top1'}
+    # the reporting split after each stage; the last one is the final state
+    stages = rep['reported_stages']
+    assert list(stages) == ['groups', 'task']
+    assert stages['task'] == reported['after']
+    assert sorted(rep['stage_seconds']) == ['groups', 'task']
+    assert all(s > 0 for s in rep['stage_seconds'].values())
 
 
 class _Killed(Exception):

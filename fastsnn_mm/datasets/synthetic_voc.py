@@ -264,7 +264,9 @@ def generate_synthetic_voc(out_dir: str, num_train: int, num_val: int,
     ``img_id`` and ``objects`` (``label``, ``name``, 0-based inclusive
     ``bbox``). The same arguments give byte-identical files.
 
-    Without ``num_test`` the VOC ``test`` list is the val split. With it, a
+    Without ``num_test`` the ``test`` lists (VOC Main and Segmentation,
+    ``classification/meta/test.txt`` with its crops in
+    ``classification/test``) repeat the val split. With ``num_test``, a
     test split of its own follows: ``num_test`` images drawn from
     ``test_seed`` (default ``seed + 1000``) in ``test_family`` (see
     :func:`render_image`), listed as ``test`` (and ``classification/test``)
@@ -354,6 +356,11 @@ def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
         from mmengine.utils import ProgressBar
         bar = ProgressBar(sum(split[1] for split in splits))
     truth: Dict[str, List[dict]] = {}
+    # the configs' test loaders read the test lists: without a test split
+    # of its own they list (and the crops copy) the val split
+    crop_dirs = dict(train=('train', ), val=('val', ), test=('test', ))
+    if test is None:
+        crop_dirs['val'] = ('val', 'test')
     index = 0
     for split, count, gen, family, next_label in splits:
         records, cls_lines = [], []
@@ -370,15 +377,17 @@ def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
                    _png_mask(mask, meta['seg_palette']))
             for k, obj in enumerate(objects):
                 rel = f"{obj['name']}/{img_id}_{k}.png"
-                _write(osp.join(cls_root, split, rel),
-                       _encode('.png', _crop(img, obj['bbox'])))
+                crop = _encode('.png', _crop(img, obj['bbox']))
+                for folder in crop_dirs[split]:
+                    _write(osp.join(cls_root, folder, rel), crop)
                 cls_lines.append(f"{rel} {obj['label']}")
             records.append(dict(img_id=img_id, objects=objects))
             if bar is not None:
                 bar.update()
         truth[split] = records
-        _write(osp.join(cls_root, 'meta', f'{split}.txt'),
-               ''.join(line + '\n' for line in cls_lines).encode())
+        for folder in crop_dirs[split]:
+            _write(osp.join(cls_root, 'meta', f'{folder}.txt'),
+                   ''.join(line + '\n' for line in cls_lines).encode())
     # Split lists; VOC-style tools expect a test split: without one of its
     # own it is the val split.
     lists = dict(train=('train', ), val=('val', ), trainval=('train', 'val'),
@@ -387,9 +396,8 @@ def _generate(out_dir, num_train, num_val, rng, classes, meta, size,
         ids = ''.join(r['img_id'] + '\n' for p in parts for r in truth[p])
         _write(osp.join(voc, 'ImageSets', 'Main', f'{name}.txt'),
                ids.encode())
-        if name != 'test' or test is not None:
-            _write(osp.join(voc, 'ImageSets', 'Segmentation', f'{name}.txt'),
-                   ids.encode())
+        _write(osp.join(voc, 'ImageSets', 'Segmentation', f'{name}.txt'),
+               ids.encode())
     if bar is not None:
         print()
     return truth

@@ -5,7 +5,8 @@ _base_ = ['./synthetic_voc_metainfo.py']
 
 dataset_type = 'CustomDataset'
 data_root = 'data/synthetic_voc/'
-data_layout = ('the synthetic tree {root}/classification/{{train,val,meta}}; '
+data_layout = ('the synthetic tree {root}/classification/'
+               '{{train,val,test,meta}}; '
                'make it with: python tools/dataset_converters/'
                'make_synthetic_voc.py --out {root}')
 metainfo = dict(classes={{_base_.synthetic_classes}})
@@ -50,7 +51,14 @@ val_dataloader = dict(
         data_prefix='classification/val',
         metainfo=metainfo,
         pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# The generator's test lists: its own unseen split (make_synthetic_voc.py
+# --num-test N, as `make data` does; nothing trains or tunes on it), else
+# the val split again.
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='classification/meta/test.txt',
+                 data_prefix='classification/test'))
 
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

@@ -61,7 +61,13 @@ val_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))
-test_dataloader = val_dataloader
+# The generator's test lists: its own unseen split (make_synthetic_voc.py
+# --num-test N, as `make data` does; nothing trains or tunes on it), else
+# the val split again.
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='VOC2007/ImageSets/Main/test.txt'))
 
 val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
 test_evaluator = val_evaluator

@@ -56,7 +56,13 @@ val_dataloader = dict(
         **_dataset,
         ann_file='VOC2007/ImageSets/Segmentation/val.txt',
         pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# The generator's test lists: its own unseen split (make_synthetic_voc.py
+# --num-test N, as `make data` does; nothing trains or tunes on it), else
+# the val split again.
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='VOC2007/ImageSets/Segmentation/test.txt'))
 
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

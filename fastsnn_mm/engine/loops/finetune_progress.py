@@ -56,6 +56,10 @@ class FinetuneProgress:
         task_done: the task-loss stage has run.
         reported_before: the stock evaluator's metrics on the reporting
             split before fine-tuning (None: not evaluated).
+        reported_stages: stage ('groups', 'joint', 'task') -> those
+            metrics after it (``report_stages=True``).
+        stage_seconds: stage -> wall seconds spent in it (summed over
+            resumed runs).
     """
 
     done: int = 0
@@ -68,6 +72,8 @@ class FinetuneProgress:
     joint_done: bool = False
     task_done: bool = False
     reported_before: Optional[dict] = None
+    reported_stages: dict = field(default_factory=dict)
+    stage_seconds: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data):

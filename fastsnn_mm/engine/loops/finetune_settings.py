@@ -60,6 +60,9 @@ class FinetuneSettings:
     judge_size: Union[int, float] = 0.2
     judge_seed: int = 0
     report_on: str = 'val'
+    # also evaluate the reporting split after each stage (it judges
+    # nothing: for the metric-vs-stage picture)
+    report_stages: bool = False
     # the stages after conversion
     tune_groups: bool = True
     task_iters: int = 0

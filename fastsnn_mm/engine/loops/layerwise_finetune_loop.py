@@ -27,6 +27,7 @@ Use as ``train_cfg = dict(type='LayerwiseFinetuneLoop', ...)`` with
 (``paramwise_cfg`` multipliers apply), its lr replaced by each stage's.
 """
 import math
+import time
 
 from mmengine.runner import BaseLoop
 
@@ -244,25 +245,41 @@ class LayerwiseFinetuneLoop(BaseLoop):
         trainer.start_clock()
         s = self.settings
         stage = GroupStage(trainer, setup, s)
-        for k in range(progress.done, len(groups) if s.tune_groups else 0):
+        todo = range(progress.done, len(groups) if s.tune_groups else 0)
+        for k in todo:
             name, params = groups[k]
+            started = time.perf_counter()
             if params:
                 progress.rows.append(stage.tune(k, name, params))
             progress.done, progress.iter = k + 1, trainer.iter
-            self._save(setup)
+            self._stage_done(setup, 'groups', started,
+                             report=k == len(groups) - 1)
         # each later stage seeds its data stream with its own index
         if s.joint_iters and not progress.joint_done:
+            started = time.perf_counter()
             joint = JointStage(trainer, setup, s)
             progress.rows.append(joint.tune(len(groups)))
             progress.joint_done, progress.iter = True, trainer.iter
-            self._save(setup)
+            self._stage_done(setup, 'joint', started)
         if s.task_iters and not progress.task_done:
+            started = time.perf_counter()
             task = TaskLossStage(trainer, setup, s)
             progress.rows.append(task.tune(len(groups) + 1))
             progress.task_done, progress.iter = True, trainer.iter
-            self._save(setup)
+            self._stage_done(setup, 'task', started)
         for p in setup.model.parameters():
             p.requires_grad_(True)
+
+    def _stage_done(self, setup, stage, started, report=True):
+        """Count the stage's wall time, evaluate the reporting split after
+        it when ``report_stages`` (it judges nothing), save progress."""
+        progress = setup.progress
+        progress.stage_seconds[stage] = progress.stage_seconds.get(
+            stage, 0.0) + time.perf_counter() - started
+        if report and self.settings.report_stages:
+            progress.reported_stages[stage] = self._report_split(
+                f'after the {stage} stage')
+        self._save(setup)
 
     def _save(self, setup):
         setup.progress.save(self.runner, setup.model.state_dict(),
@@ -297,6 +314,8 @@ class LayerwiseFinetuneLoop(BaseLoop):
         key = setup.judge.metric_key if setup.judge else s.metric_key
         write_report(self.runner, setup.model, s, progress, key, after,
                      extra=dict(judged_on=self.judged_on, reported_on=reported,
+                                reported_stages=progress.reported_stages,
+                                stage_seconds=progress.stage_seconds,
                                 tune_groups=s.tune_groups,
                                 task_iters=s.task_iters, task_lr=s.task_lr,
                                 task_thresholds=s.task_thresholds))

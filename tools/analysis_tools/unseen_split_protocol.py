@@ -1,0 +1,326 @@
+"""Fine-tuning judged on held-out training images, reported on a test split
+nothing trained, tuned or judged on: QANN, SNN before tuning and after each
+tuning stage, for the synthetic demo tasks, bit widths and seeds.
+
+    make data    # the synthetic VOC with its own 200-image test split
+    python tools/analysis_tools/unseen_split_protocol.py \\
+        --work-dir work_dirs/protocol --tasks cls det seg --bits 2 3 \\
+        --seeds 0 1 --jobs 2
+
+Per seed it trains the demo QANN chains with ``tools/train.py`` (3-bit
+from fp32 weights; 2-bit from the 3-bit one; the segmentor's backbone from
+the classifier), then per task and bit width:
+
+* ``tools/test.py --compare`` on the test split: QANN and signed SNN at
+  T = 2^b - 1 before any tuning;
+* ``tools/train.py <task>_2bit_layerwise.py`` (the demo recipe: layer
+  groups, joint stage, task-loss stage; ``report_on='test'``,
+  ``report_stages=True``): keep/revert judged on 20 % of the training
+  images held out of tuning, the test split evaluated after each stage.
+
+Each step runs as its own process with one thread (``--jobs`` at once),
+logs to ``<step>/run.log`` and leaves ``<step>/done.json`` (its wall
+seconds); a rerun skips finished steps, so a killed protocol goes on.
+At the end ``protocol.md`` (one table: metric per stage, SNN - QANN
+after, stage cost against the QAT run), ``protocol.json`` and
+``protocol.png`` (metric vs stage, one panel per task) are written.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PY = sys.executable
+
+#: task -> (3-bit config, 2-bit config, layer-wise config, headline metric,
+#: how the metric is printed: scale to points)
+TASKS = {
+    'cls': ('configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py',
+            'configs/fastsnn_cls/qresnet_synthetic_cls_2bit.py',
+            'configs/fastsnn_cls/qresnet_synthetic_cls_2bit_layerwise.py',
+            'accuracy/top1', 1.0),
+    'det': ('configs/yolo_fastsnn_synthetic.py',
+            'configs/yolo_fastsnn_synthetic_2bit.py',
+            'configs/yolo_fastsnn_synthetic_2bit_layerwise.py',
+            'pascal_voc/mAP', 100.0),
+    'seg': ('configs/deeplab_fastsnn_synthetic.py',
+            'configs/deeplab_fastsnn_synthetic_2bit.py',
+            'configs/deeplab_fastsnn_synthetic_2bit_layerwise.py',
+            'mIoU', 1.0),
+}
+#: the issue's bar per task, in the printed points
+TARGET = {'cls': 0.2, 'det': 0.5, 'seg': 0.5}
+STAGES = ('QANN', 'SNN before', 'groups', 'joint', 'task')
+#: report rows of the whole-model stages (the others are layer groups)
+WHOLE_MODEL = ('all layers (joint)', 'all layers (task loss)')
+
+
+class Step:
+    """One process of the protocol and the steps it waits for."""
+
+    def __init__(self, name, argv, needs=()):
+        self.name, self.argv, self.needs = name, argv, list(needs)
+        self.proc = self.started = None
+
+    def folder(self, root):
+        return osp.join(root, self.name)
+
+    def done(self, root):
+        return osp.isfile(osp.join(self.folder(root), 'done.json'))
+
+
+def last_checkpoint(folder):
+    with open(osp.join(folder, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def plan(root, tasks, bits, seeds):
+    """The steps, in an order that respects what each needs."""
+    steps = []
+
+    def train(name, config, seed, load_from=None, extra=(), needs=()):
+        opts = [f'randomness.seed={seed}'] + list(extra)
+        if load_from:
+            opts.append(f'load_from=@{load_from}')
+        steps.append(Step(name, ['tools/train.py', config, '--work-dir',
+                                 osp.join(root, name), '--cfg-options']
+                          + opts, needs))
+
+    for s in seeds:
+        need = set(tasks) | ({'cls'} if 'seg' in tasks else set())
+        for task in sorted(need):
+            q3, q2 = TASKS[task][:2]
+            start = f'cls3_s{s}' if task == 'seg' else None
+            train(f'{task}3_s{s}', q3, s, start, needs=[start] if start
+                  else ())
+            if 2 in bits:
+                train(f'{task}2_s{s}', q2, s, f'{task}3_s{s}',
+                      needs=[f'{task}3_s{s}'])
+        for task in tasks:
+            ft = TASKS[task][2]
+            for b in bits:
+                qann = f'{task}{b}_s{s}'
+                t = 2 ** b - 1
+                steps.append(Step(f'eval_{qann}', [
+                    'tools/test.py', TASKS[task][3 - b], f'@{qann}',
+                    '--compare', '--neuron', 'signed', '--timesteps', str(t),
+                    '--work-dir', osp.join(root, f'eval_{qann}'),
+                    '--out-json',
+                    osp.join(root, f'eval_{qann}', 'results.json')],
+                    [qann]))
+                train(f'ft_{qann}', ft, s, qann, needs=[qann], extra=[
+                    f'model.quant.bits={b}', f'train_cfg.timesteps={t}',
+                    "train_cfg.report_on='test'",
+                    'train_cfg.report_stages=True'])
+    return steps
+
+
+def resolve(argv, root):
+    """``@step`` names the step's last checkpoint."""
+    out = []
+    for a in argv:
+        if '@' in a:
+            head, step = a.split('@', 1)
+            a = head + last_checkpoint(osp.join(root, step))
+        out.append(a)
+    return out
+
+
+def run(steps, root, jobs):
+    """Run what is not done yet, ``jobs`` processes of one thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+               PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH',
+                                                             ''))
+    todo = [s for s in steps if not s.done(root)]
+    total, running, finished = len(todo), [], 0
+    print(f'[protocol] {len(steps) - total} of {len(steps)} steps already '
+          f'done; {total} to run, {jobs} at a time', flush=True)
+    while todo or running:
+        for s in list(running):
+            if s.proc.poll() is None:
+                continue
+            running.remove(s)
+            seconds = time.perf_counter() - s.started
+            if s.proc.returncode:
+                sys.exit(f'[protocol] {s.name} failed (rc '
+                         f'{s.proc.returncode}): see '
+                         f'{osp.join(s.folder(root), "run.log")}')
+            with open(osp.join(s.folder(root), 'done.json'), 'w') as f:
+                json.dump(dict(seconds=seconds), f)
+            finished += 1
+            print(f'[protocol] {finished}/{total} {s.name} done in '
+                  f'{seconds:.0f} s', flush=True)
+        ready = [s for s in todo if all(
+            osp.isfile(osp.join(root, n, 'done.json')) for n in s.needs)]
+        while ready and len(running) < jobs:
+            s = ready.pop(0)
+            todo.remove(s)
+            os.makedirs(s.folder(root), exist_ok=True)
+            log = open(osp.join(s.folder(root), 'run.log'), 'w')
+            s.proc = subprocess.Popen([PY] + resolve(s.argv, root), cwd=REPO,
+                                      env=env, stdout=log,
+                                      stderr=subprocess.STDOUT)
+            s.started = time.perf_counter()
+            running.append(s)
+            print(f'[protocol] started {s.name}', flush=True)
+        if todo and not running:
+            sys.exit('[protocol] steps wait on steps that are not planned: '
+                     + ', '.join(s.name for s in todo))
+        time.sleep(2)
+
+
+def _seconds(root, step):
+    path = osp.join(root, step, 'done.json')
+    return json.load(open(path))['seconds'] if osp.isfile(path) else None
+
+
+def collect(root, tasks, bits, seeds):
+    """One row per task, bit width and seed, metrics in points."""
+    rows = []
+    for task in tasks:
+        key, scale = TASKS[task][3], TASKS[task][4]
+        for b in bits:
+            for s in seeds:
+                name = f'{task}{b}_s{s}'
+                ev = osp.join(root, f'eval_{name}', 'results.json')
+                ft = osp.join(root, f'ft_{name}', 'layerwise_finetune.json')
+                if not (osp.isfile(ev) and osp.isfile(ft)):
+                    continue
+                qann, snn = json.load(open(ev))[:2]
+                rep = json.load(open(ft))
+                stages = {'QANN': qann[key] * scale,
+                          'SNN before': snn[key] * scale}
+                for st, m in rep.get('reported_stages', {}).items():
+                    stages[st] = m[key] * scale
+                after = rep['reported_on']['after'][key] * scale
+                kept = {g['layer']: not g['reverted'] for g in rep['groups']}
+                rows.append(dict(
+                    task=task, bits=b, T=2 ** b - 1, seed=s, metric=key,
+                    stages=stages, after=after,
+                    gap_after=after - stages['QANN'],
+                    gap_before=stages['SNN before'] - stages['QANN'],
+                    judged_before=rep['metric_before'],
+                    judged_after=rep['metric_after'],
+                    judged_qann=rep['metric_qann'],
+                    groups_kept=sum(v for k, v in kept.items()
+                                    if k not in WHOLE_MODEL),
+                    groups=sum(1 for k in kept if k not in WHOLE_MODEL),
+                    rows=[dict(layer=g['layer'], reverted=g['reverted'])
+                          for g in rep['groups']],
+                    mismatch=(rep['mean_mismatch_before'],
+                              rep['mean_mismatch_after'],
+                              rep['mean_inherited_before']),
+                    stage_seconds=rep.get('stage_seconds', {}),
+                    qat_seconds=_seconds(root, name)))
+    return rows
+
+
+def verdict(r):
+    bar = TARGET[r['task']]
+    gap = r['gap_after']
+    fell = r['stages']['SNN before'] - r['after']
+    if fell > 1e-9:
+        return f'missed: {fell:.2f} below the SNN before tuning'
+    if gap >= -bar:
+        return 'met' if gap <= bar else 'met (SNN above)'
+    return f'missed by {-gap - bar:.2f}'
+
+
+def table(rows):
+    head = ('| task, bits (T), seed | QANN | SNN before | after groups | '
+            'after joint | after task loss | SNN - QANN after (bar) | '
+            'judging slice SNN before -> after (QANN) | mean mismatch '
+            'before -> after (inherited before) | stage seconds groups / '
+            'joint / task; QAT run |')
+    lines = [head, '|' + '---|' * 10]
+    for r in rows:
+        st, sec = r['stages'], r['stage_seconds']
+
+        def f(k):
+            return f'{st[k]:.2f}' if k in st else '-'
+        secs = ' / '.join(f'{sec[k]:.0f}' if k in sec else '-'
+                          for k in ('groups', 'joint', 'task'))
+        qat = '-' if r['qat_seconds'] is None else f'{r["qat_seconds"]:.0f}'
+        mm = r['mismatch']
+        lines.append(
+            f'| {r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
+            f'seed {r["seed"]} | {f("QANN")} | {f("SNN before")} | '
+            f'{f("groups")} | {f("joint")} | {f("task")} | '
+            f'{r["gap_after"]:+.2f} ({verdict(r)}) | '
+            f'{r["judged_before"]:.2f} -> {r["judged_after"]:.2f} '
+            f'({r["judged_qann"]:.2f}) | {mm[0]:.4f} -> {mm[1]:.4f} '
+            f'({100 * mm[2] / max(mm[0], 1e-12):.0f} %) | {secs}; {qat} |')
+    return '\n'.join(lines)
+
+
+def plot(rows, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    tasks = list(dict.fromkeys(r['task'] for r in rows))
+    fig = Figure(figsize=(4.2 * len(tasks), 3.6))
+    FigureCanvasAgg(fig)
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), i + 1)
+        for r in (r for r in rows if r['task'] == task):
+            xs = [k for k in STAGES if k in r['stages']]
+            ax.plot([STAGES.index(k) for k in xs],
+                    [r['stages'][k] for k in xs], marker='o',
+                    linestyle='-' if r['bits'] == 2 else '--',
+                    label=f'{r["bits"]}-bit seed {r["seed"]}')
+        ax.set_xticks(range(len(STAGES)))
+        ax.set_xticklabels(STAGES, rotation=30, fontsize=8)
+        metric = next(r['metric'] for r in rows if r['task'] == task)
+        ax.set_title(f'{task}: {metric}, unseen test split', fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--work-dir', default='work_dirs/protocol')
+    p.add_argument('--tasks', nargs='+', default=list(TASKS),
+                   choices=list(TASKS))
+    p.add_argument('--bits', nargs='+', type=int, default=[2, 3],
+                   choices=[2, 3])
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    p.add_argument('--jobs', type=int, default=2,
+                   help='processes at once, one thread each')
+    p.add_argument('--report-only', action='store_true',
+                   help='write the table and plot from finished steps')
+    args = p.parse_args()
+    root = osp.abspath(args.work_dir)
+    test_list = osp.join(REPO, 'data/synthetic_voc/VOC2007/ImageSets/Main/'
+                         'test.txt')
+    val_list = test_list.replace('test.txt', 'val.txt')
+    if not args.report_only and (
+            not osp.isfile(test_list)
+            or open(test_list).read() == open(val_list).read()):
+        sys.exit('error: data/synthetic_voc has no test split of its own: '
+                 'run `make data` (it writes 200 test images from another '
+                 'seed)')
+    os.makedirs(root, exist_ok=True)
+    if not args.report_only:
+        run(plan(root, args.tasks, args.bits, args.seeds), root, args.jobs)
+    rows = collect(root, args.tasks, args.bits, args.seeds)
+    if not rows:
+        sys.exit(f'error: no finished fine-tuning runs under {root}')
+    text = table(rows)
+    print(text)
+    with open(osp.join(root, 'protocol.md'), 'w') as f:
+        f.write(text + '\n')
+    with open(osp.join(root, 'protocol.json'), 'w') as f:
+        json.dump(rows, f, indent=2)
+    plot(rows, osp.join(root, 'protocol.png'))
+    print(f'wrote {root}/protocol.md, protocol.json and protocol.png')
+
+
+if __name__ == '__main__':
+    main()
