@@ -78,8 +78,9 @@ def last_checkpoint(folder):
         return f.read().strip()
 
 
-def plan(root, tasks, bits, seeds):
-    """The steps, in an order that respects what each needs."""
+def plan(root, tasks, bits, seeds, other=None):
+    """The steps, in an order that respects what each needs; ``other``: a
+    data root whose test split is of the other family, evaluated too."""
     steps = []
 
     def train(name, config, seed, load_from=None, extra=(), needs=()):
@@ -116,7 +117,29 @@ def plan(root, tasks, bits, seeds):
                     f'model.quant.bits={b}', f'train_cfg.timesteps={t}',
                     "train_cfg.report_on='test'",
                     'train_cfg.report_stages=True'])
+                if other:
+                    steps += other_family_steps(root, other, task, b, qann)
     return steps
+
+
+def other_family_steps(root, other, task, b, qann):
+    """QANN, SNN before and tuned SNN on the other family's test split."""
+    config, t = TASKS[task][3 - b], str(2 ** b - 1)
+    swap = ['--cfg-options', f'test_dataloader.dataset.data_root={other}']
+    tuned = osp.join(f'ft_{qann}', f'snn_finetuned_signed_T{t}.pth')
+    return [
+        Step(f'other_{qann}', [
+            'tools/test.py', config, f'@{qann}', '--compare', '--neuron',
+            'signed', '--timesteps', t, '--work-dir',
+            osp.join(root, f'other_{qann}'), '--out-json',
+            osp.join(root, f'other_{qann}', 'results.json')] + swap,
+            [qann]),
+        Step(f'other_ft_{qann}', [
+            'tools/test.py', config, osp.join(root, tuned), '--snn',
+            '--neuron', 'signed', '--timesteps', t, '--work-dir',
+            osp.join(root, f'other_ft_{qann}'), '--out-json',
+            osp.join(root, f'other_ft_{qann}', 'results.json')] + swap,
+            [f'ft_{qann}'])]
 
 
 def resolve(argv, root):
@@ -198,6 +221,7 @@ def collect(root, tasks, bits, seeds):
                     stages[st] = m[key] * scale
                 after = rep['reported_on']['after'][key] * scale
                 kept = {g['layer']: not g['reverted'] for g in rep['groups']}
+                other = _other_family(root, name, key, scale)
                 rows.append(dict(
                     task=task, bits=b, T=2 ** b - 1, seed=s, metric=key,
                     stages=stages, after=after,
@@ -215,8 +239,22 @@ def collect(root, tasks, bits, seeds):
                               rep['mean_mismatch_after'],
                               rep['mean_inherited_before']),
                     stage_seconds=rep.get('stage_seconds', {}),
+                    other_family=other,
                     qat_seconds=_seconds(root, name)))
     return rows
+
+
+def _other_family(root, name, key, scale):
+    """QANN / SNN before / tuned on the other family's test split, or
+    None where those steps did not run."""
+    paths = [osp.join(root, f'{k}_{name}', 'results.json')
+             for k in ('other', 'other_ft')]
+    if not all(osp.isfile(p) for p in paths):
+        return None
+    (qann, snn), tuned = json.load(open(paths[0]))[:2], \
+        json.load(open(paths[1]))[0]
+    return {'QANN': qann[key] * scale, 'SNN before': snn[key] * scale,
+            'tuned': tuned[key] * scale}
 
 
 def verdict(r):
@@ -257,6 +295,23 @@ def table(rows):
     return '\n'.join(lines)
 
 
+def other_table(rows):
+    """The same QANNs and tuned SNNs on the other family's test split."""
+    rows = [r for r in rows if r['other_family']]
+    if not rows:
+        return ''
+    lines = ['| task, bits (T), seed | QANN | SNN before | SNN tuned | '
+             'tuned - QANN | tuned - before |', '|' + '---|' * 6]
+    for r in rows:
+        o = r['other_family']
+        lines.append(
+            f'| {r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
+            f'seed {r["seed"]} | {o["QANN"]:.2f} | {o["SNN before"]:.2f} | '
+            f'{o["tuned"]:.2f} | {o["tuned"] - o["QANN"]:+.2f} | '
+            f'{o["tuned"] - o["SNN before"]:+.2f} |')
+    return '\n'.join(lines)
+
+
 def plot(rows, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -293,6 +348,9 @@ def main():
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--jobs', type=int, default=2,
                    help='processes at once, one thread each')
+    p.add_argument('--other-family', metavar='DATA_ROOT',
+                   help='also evaluate on the test split of this data root '
+                   '(make_synthetic_voc.py ... --test-family other)')
     p.add_argument('--report-only', action='store_true',
                    help='write the table and plot from finished steps')
     args = p.parse_args()
@@ -308,11 +366,17 @@ def main():
                  'seed)')
     os.makedirs(root, exist_ok=True)
     if not args.report_only:
-        run(plan(root, args.tasks, args.bits, args.seeds), root, args.jobs)
+        other = args.other_family and osp.abspath(args.other_family)
+        run(plan(root, args.tasks, args.bits, args.seeds, other), root,
+            args.jobs)
     rows = collect(root, args.tasks, args.bits, args.seeds)
     if not rows:
         sys.exit(f'error: no finished fine-tuning runs under {root}')
     text = table(rows)
+    other = other_table(rows)
+    if other:
+        text += ('\n\nThe other family of test images (tiled backgrounds, '
+                 'stretched striped shapes):\n\n' + other)
     print(text)
     with open(osp.join(root, 'protocol.md'), 'w') as f:
         f.write(text + '\n')
