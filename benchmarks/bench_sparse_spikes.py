@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spike_dtype import make_net  # noqa: E402
+from bench_spike_dtype import add_net_args, make_net  # noqa: E402
 from core_import import import_core  # noqa: E402
 from results import add_results_arg, environment, record  # noqa: E402
 from timing import paired  # noqa: E402
@@ -353,12 +353,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--timesteps', type=int, default=7)
-    p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--size', type=int, default=32)
-    p.add_argument('--width', type=int, default=32)
-    p.add_argument('--bits', type=int, default=3)
-    p.add_argument('--weight-bits', type=int, default=4,
-                   help='uniform weight bits (0: float weights)')
+    add_net_args(p)
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--alternatives', nargs='+', default=list(ALTERNATIVES),

@@ -39,6 +39,17 @@ from timing import paired, wall_ms  # noqa: E402
 FLOAT_DTYPES = ('bfloat16', 'float16')
 
 
+def add_net_args(p):
+    """The network's options (:func:`make_net`), shared with
+    ``bench_sparse_spikes.py``."""
+    p.add_argument('--batch', type=int, default=32)
+    p.add_argument('--size', type=int, default=32)
+    p.add_argument('--width', type=int, default=32)
+    p.add_argument('--bits', type=int, default=3)
+    p.add_argument('--weight-bits', type=int, default=4,
+                   help='uniform weight bits (0: float weights)')
+
+
 def make_net(args):
     """bench_snn.py's network with quantized weights, baked once: the
     QANN does not re-quantize its weights at every pass of the timing."""
@@ -240,12 +251,7 @@ def main(argv=None):
     p.add_argument('--peer', action='store_true',
                    help='time SpikingJelly on the same network too')
     p.add_argument('--timesteps', type=int, nargs='+', default=[3, 7, 15])
-    p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--size', type=int, default=32)
-    p.add_argument('--width', type=int, default=32)
-    p.add_argument('--bits', type=int, default=3)
-    p.add_argument('--weight-bits', type=int, default=4,
-                   help='uniform weight bits (0: float weights)')
+    add_net_args(p)
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--slow-batch', type=int, default=1,
                    help='batch for a dtype without a fast path here')

@@ -66,7 +66,7 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     put('ft_det2_s0', 'layerwise_finetune.json', dict(
         reported_on=dict(after={key: 0.795}),
         reported_stages=dict(groups={key: 0.79}, task={key: 0.795}),
-        metric_before=70.0, metric_after=72.0, metric_qann=73.0,
+        metric_before=0.70, metric_after=0.72, metric_qann=0.73,
         mean_mismatch_before=0.12, mean_mismatch_after=0.11,
         mean_inherited_before=0.11, stage_seconds=dict(groups=100.0,
                                                        task=20.0),
@@ -77,6 +77,7 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     assert rows[0]['stages']['task'] == pytest.approx(79.5)
     text = protocol.table(rows)
     assert '| 80.00 | 78.00 | 79.00 | - | 79.50 | -0.50 (met) |' in text
+    assert '| 70.00 -> 72.00 (73.00) |' in text  # points, as the test split
     assert '100 / - / 20; 300 |' in text
     protocol.plot(rows, osp.join(root, 'p.png'))
     assert osp.getsize(osp.join(root, 'p.png')) > 0

@@ -227,9 +227,9 @@ def collect(root, tasks, bits, seeds):
                     stages=stages, after=after,
                     gap_after=after - stages['QANN'],
                     gap_before=stages['SNN before'] - stages['QANN'],
-                    judged_before=rep['metric_before'],
-                    judged_after=rep['metric_after'],
-                    judged_qann=rep['metric_qann'],
+                    judged_before=rep['metric_before'] * scale,
+                    judged_after=rep['metric_after'] * scale,
+                    judged_qann=rep['metric_qann'] * scale,
                     groups_kept=sum(v for k, v in kept.items()
                                     if k not in WHOLE_MODEL),
                     groups=sum(1 for k in kept if k not in WHOLE_MODEL),
