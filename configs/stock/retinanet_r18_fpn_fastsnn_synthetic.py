@@ -9,7 +9,7 @@
 # convs are shared by all five levels, and so are their clips.
 _base_ = [
     'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
-    '../_base_/datasets/synthetic_voc_metainfo.py',
+    '../_base_/datasets/synthetic_voc_det_stock.py',
 ]
 
 # -- the lines that make a stock config a Fast-SNN ----------------------------
@@ -22,59 +22,17 @@ model = dict(
     backbone=dict(init_cfg=None, frozen_stages=-1, norm_eval=False),
     bbox_head=dict(num_classes={{_base_.synthetic_num_classes}}))
 
-# -- the synthetic shapes instead of COCO -------------------------------------
-img_scale = (160, 160)
-data_layout = ('the synthetic tree {root}/VOC2007/{{JPEGImages,Annotations,'
-               'ImageSets/Main}}; make it with: python '
-               'tools/dataset_converters/make_synthetic_voc.py --out {root}')
-_dataset = dict(
-    type='XMLDataset',  # VOC format; our class names in the metric table
-    data_root='data/synthetic_voc/',
-    data_prefix=dict(sub_data_root='VOC2007/'),
-    metainfo=dict(
-        classes={{_base_.synthetic_classes}},
-        palette={{_base_.synthetic_palette}}))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor'))
-]
-train_dataloader = dict(
-    _delete_=True,
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        **_dataset,
-        ann_file='VOC2007/ImageSets/Main/train.txt',
-        filter_cfg=dict(filter_empty_gt=True, min_size=16),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    _delete_=True,
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        **_dataset,
-        ann_file='VOC2007/ImageSets/Main/val.txt',
-        test_mode=True,
-        pipeline=test_pipeline))
+# -- the synthetic shapes instead of COCO (_base_/datasets/
+# synthetic_voc_det_stock.py) -------------------------------------------------
+img_scale = _base_.synthetic_det_img_scale
+data_layout = _base_.synthetic_det_layout
+train_pipeline = _base_.synthetic_det_train_pipeline
+test_pipeline = _base_.synthetic_det_test_pipeline
+train_dataloader = dict(_delete_=True,
+                        **_base_.synthetic_det_train_dataloader)
+val_dataloader = dict(_delete_=True, **_base_.synthetic_det_val_dataloader)
 test_dataloader = val_dataloader
-val_evaluator = dict(
-    _delete_=True, type='VOCMetric', metric='mAP', eval_mode='area')
+val_evaluator = dict(_delete_=True, **_base_.synthetic_det_evaluator)
 test_evaluator = val_evaluator
 
 # the stock 1x schedule cut to the small set; not tuned
