@@ -4,6 +4,7 @@ the table judges each run against the issue's bar."""
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -35,6 +36,15 @@ def test_steps_wait_for_what_they_need():
     other = by['other_ft_cls3_s0']
     assert other.needs == ['ft_cls3_s0'] and '--snn' in other.argv
     assert 'test_dataloader.dataset.data_root=/other' in other.argv
+
+
+def test_bad_jobs_is_one_line():
+    run = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/unseen_split_protocol.py',
+         '--jobs', '0'], cwd=REPO, capture_output=True, text=True,
+        timeout=60)
+    assert run.returncode == 1 and 'Traceback' not in run.stderr
+    assert run.stderr.strip() == 'error: --jobs must be >= 1, got 0'
 
 
 def _row(task, qann, before, after):

@@ -354,6 +354,8 @@ def main():
     p.add_argument('--report-only', action='store_true',
                    help='write the table and plot from finished steps')
     args = p.parse_args()
+    if args.jobs < 1:
+        sys.exit(f'error: --jobs must be >= 1, got {args.jobs}')
     root = osp.abspath(args.work_dir)
     test_list = osp.join(REPO, 'data/synthetic_voc/VOC2007/ImageSets/Main/'
                          'test.txt')
