@@ -4,11 +4,16 @@
     python tools/test.py CONFIG CHECKPOINT --snn [--timesteps 7]
     python tools/test.py CONFIG CHECKPOINT --snn --spike-dtype int8
     python tools/test.py CONFIG CHECKPOINT --compare --neuron signed unsigned
+
+--compare puts beside each SNN metric its difference to the QANN on the
+same images and a 95% paired bootstrap interval of that difference
+(--bootstrap N resamples, 0: none).
 """
 import argparse
 import json
 import numbers
 import os
+import time
 import warnings
 
 # setuptools<82 (needed by mmcv and mm config scopes) warns on import
@@ -18,6 +23,13 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 import fastsnn_mm  # noqa: F401
+from fastsnn_mm.analysis.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    paired_interval,
+)
+from fastsnn_mm.analysis.per_image import PerImageRecordHook
+from fastsnn_mm.errors import check_int
 from fastsnn_mm.spiking.low_precision import SPIKE_DTYPES
 from fastsnn_mm.spiking.validation import COMMAND_LINE, check_snn_arguments
 from fastsnn_mm.utils.allocator import retain_freed_memory
@@ -61,6 +73,11 @@ def parse_args():
                         'bits); membranes stay float32')
     parser.add_argument('--show-dir', help='save drawn predictions here')
     parser.add_argument('--out-json', help='write the metric table as JSON')
+    parser.add_argument('--bootstrap', type=int, default=DEFAULT_RESAMPLES,
+                        metavar='N',
+                        help='--compare: resamples of the paired bootstrap '
+                        'interval of each SNN metric minus the QANN\'s '
+                        f'(default {DEFAULT_RESAMPLES}; 0: no interval)')
     return parser.parse_args()
 
 
@@ -70,6 +87,9 @@ def main():
     # the library's own check, worded as options (one line via run_main)
     check_snn_arguments(args.timesteps, None, args.mode, args.time_chunk,
                         spelling=COMMAND_LINE)
+    resamples = check_int('--bootstrap', args.bootstrap, 0,
+                          hint=f'resamples, e.g. {DEFAULT_RESAMPLES}; '
+                          '0 switches the interval off')
     if not os.path.isfile(args.checkpoint):
         fail(f'checkpoint {args.checkpoint} not found')
     retain_freed_memory()  # this process only: SNN passes reuse big buffers
@@ -84,15 +104,21 @@ def main():
     # mmengine would skip keys that do not fit with only a warning
     fits = check_checkpoint(runner, args.checkpoint, 'test')
     model = unwrap_model(runner.model)
+    recorder = None
+    if args.compare and resamples:
+        hook = PerImageRecordHook()
+        runner.register_hook(hook)
+        recorder = hook.recorder
     if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
              'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
              'FastSNNEncoderDecoder)')
 
-    rows = []
+    rows, records = [], []  # records: per row, when recorded
     if not args.snn or args.compare:
         rows.append(dict(model='QANN', neuron='-', T='-',
                          **test_once(runner, args.show_dir, 'qann')))
+        records.append(recorder.take() if recorder else {})
     if args.snn or args.compare:
         if not fits.get('snn'):
             # a QANN checkpoint goes into the QANN before the conversion
@@ -111,7 +137,11 @@ def main():
                 spike_dtype=args.spike_dtype)
             rows.append(dict(model='SNN', neuron=neuron, T=T, **spikes,
                              **metrics))
-    print_table(rows, runner.logger)
+            records.append(recorder.take() if recorder else {})
+    note = ''
+    if recorder is not None:
+        note = add_intervals(rows, records, resamples, recorder.seconds)
+    print_table(rows, runner.logger, note)
     if args.out_json and is_main_process():  # every rank has the table
         atomic_write(args.out_json, lambda f: json.dump(
             rows, f, indent=2, default=float), mode='w')
@@ -184,19 +214,81 @@ def draw_into(runner, show_dir, label):
             hook._visualizer = runner.visualizer
 
 
+#: suffixes of the columns :func:`add_intervals` puts beside a metric
+DIFF, CI = '_diff', '_ci95'
+
+
+def add_intervals(rows, records, resamples, record_seconds) -> str:
+    """Put ``<metric>_diff`` (SNN - QANN on the same images) and
+    ``<metric>_ci95`` ([lo, hi], its 95% paired bootstrap interval) into
+    each SNN row whose metric has per-image records (the first row is the
+    QANN); return the line that says what they are and what they cost.
+    Only the main process holds records (it alone computes metrics): the
+    other ranks get no columns, and write no JSON.
+    """
+    qann = records[0]
+    if not qann:
+        return ''
+    start = time.perf_counter()
+    images = set()
+    for row, got in zip(rows[1:], records[1:]):
+        for key, mine in got.items():
+            if key not in qann:
+                continue
+            diff, lo, hi = paired_interval(mine.records, qann[key].records,
+                                           mine.metric_fn, resamples,
+                                           DEFAULT_SEED)
+            row[key + DIFF] = diff
+            row[key + CI] = [lo, hi]
+            images.add(len(mine.records))
+    seconds = time.perf_counter() - start
+    if not images:
+        return ''
+    counts = '/'.join(map(str, sorted(images)))
+    return (f'{DIFF[1:]}: SNN - QANN on the same {counts} test images; '
+            f'{CI[1:]}: its 95% paired bootstrap interval '
+            f'({resamples} resamples of the images, seed {DEFAULT_SEED}): '
+            f'{seconds:.2f} s, plus {record_seconds:.2f} s keeping per-image '
+            'records during the tests')
+
+
 def _is_float(v) -> bool:
     # numpy scalars too: mmseg's IoUMetric reports np.float32
     return isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
 
 
-def print_table(rows, logger):
+def _columns(rows):
+    """Every key of the rows, in order, with each metric's difference and
+    interval columns right after the metric."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
+    added = {k for k in keys if k.endswith((DIFF, CI))
+             and k[:-len(DIFF if k.endswith(DIFF) else CI)] in keys}
+    columns = []
+    for k in keys:
+        if k not in added:
+            columns.append(k)
+            columns += [a for a in keys if a in added and a in (k + DIFF,
+                                                                 k + CI)]
+    return columns
+
+
+def _cell(key, value):
+    if key.endswith(CI) and isinstance(value, (list, tuple)):
+        return '[' + ', '.join(f'{float(v):+.4f}' for v in value) + ']'
+    if key.endswith(DIFF) and _is_float(value):
+        return f'{float(value):+.4f}'
+    return f'{float(value):.4f}' if _is_float(value) else str(value)
+
+
+def print_table(rows, logger, note=''):
+    keys = _columns(rows)
     lines = ['| ' + ' | '.join(keys) + ' |',
              '|' + '---|' * len(keys)]
     for r in rows:
-        cells = [f'{float(r[k]):.4f}' if _is_float(r.get(k))
-                 else str(r.get(k, '')) for k in keys]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        lines.append('| ' + ' | '.join(_cell(k, r.get(k, '')) for k in keys)
+                     + ' |')
+    if note:
+        lines.append(note)
     logger.info('QANN vs SNN:\n' + '\n'.join(lines))
 
 
