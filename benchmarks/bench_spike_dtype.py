@@ -27,6 +27,7 @@ import argparse
 import collections
 import os
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -78,11 +79,12 @@ def spike_counts(snn, x, T):
         counts.append(torch.round(steps.sum(0) / neuron.theta))
     hooks = [m.register_forward_hook(hook) for m in snn.modules()
              if isinstance(m, IFNeuron)]
+    before = snn.settings
     try:
-        snn.time_chunk = T
+        snn.settings = replace(before, time_chunk=T)
         out = snn(x)
     finally:
-        snn.time_chunk = None
+        snn.settings = before
         for h in hooks:
             h.remove()
     return out, counts

@@ -163,6 +163,7 @@ def _dyadic_(net):
     return net.eval()
 
 
+@pytest.mark.float_order
 def test_shared_head_keeps_one_state_per_call_in_every_plan():
     net = _dyadic_(SharedHead())
     x = torch.randint(-8, 9, (2, 3, 16, 16),

@@ -61,6 +61,7 @@ def test_quant_relu_gradients_by_hand():
     y.backward(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     # d/dx: 1 inside [0, alpha] only; d/dalpha: (q - x)/alpha inside,
     # 1 above, 0 below
+    # small integers: exact
     assert torch.equal(x.grad, torch.tensor([0.0, 2.0, 3.0, 0.0]))
     d_alpha = 2 * (2 / 3 - 0.6) / 2 + 3 * (4 / 3 - 1.4) / 2 + 4 * 1.0
     assert q.alpha.grad.item() == pytest.approx(d_alpha, abs=1e-5)
@@ -86,6 +87,7 @@ def test_weight_ste_gradients(cls):
     out.sum().backward()
     a = q.alpha.detach()
     inside = w.detach().abs() <= a
+    # a 0/1 mask: exact
     assert torch.equal(w.grad, inside.float())
     expect = torch.where(inside, (out.detach() - w.detach()) / a,
                          torch.sign(w.detach())).sum()
@@ -176,15 +178,24 @@ def test_skip_patterns_match_module_paths_case_sensitively():
     assert count_relus(model) == 0
 
 
-def test_surgery_warns_about_every_activation_the_converter_refuses():
-    from fastsnn_mm.quantization.activations import NON_RELU_ACTIVATIONS
-    from fastsnn_mm.quantization.surgery import _OTHER_ACTS
-    from fastsnn_mm.spiking.converter import UNCONVERTIBLE
-    refused_activations = {t for t in UNCONVERTIBLE
-                           if 'Pool' not in t.__name__
-                           and 'Norm' not in t.__name__} - {nn.ReLU}
-    assert refused_activations == set(_OTHER_ACTS) == \
-        set(NON_RELU_ACTIVATIONS)
+def test_surgery_warns_about_every_module_the_converter_refuses(
+        monkeypatch):
+    """Surgery and the converter read one table (spiking_rules): what
+    surgery leaves full precision with a warning, the converter names."""
+    from fastsnn_mm.quantization import surgery
+    from fastsnn_mm.spiking import find_unconvertible
+    warned = []
+    monkeypatch.setattr(surgery, 'print_log',
+                        lambda msg, **kw: warned.append(msg))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 1), nn.ELU(), nn.GroupNorm(2, 4),
+                        nn.Sigmoid())
+    quantize_model(net, 3)
+    refused = {p for p, _, _ in find_unconvertible(net, functions=False)}
+    assert refused == {'2', '4', '5', '6'}
+    assert len(warned) == 1 and '4 module(s)' in warned[0]
+    for path in refused:
+        assert f'{path} (' in warned[0]
 
 
 def test_shared_quant_relus_leaves_no_hooks():

@@ -97,12 +97,15 @@ class StemAndGate(nn.Module):
         self.act = nn.LeakyReLU(0.1, inplace=True)
         self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
         self.six = nn.ReLU6()
-        self.gate = nn.Sigmoid() if gate else nn.Identity()
+        self.gate = nn.Sigmoid() if gate else None
         self.spp = nn.MaxPool2d(5, 1, 2) if spp else nn.Identity()
 
     def forward(self, x):
         x = self.pool(self.act(self.conv(x)))
-        return self.spp(self.six(x) * self.gate(x))
+        y = self.six(x)
+        if self.gate is not None:  # a product of two spiking tensors
+            y = y * self.gate(x)
+        return self.spp(y)
 
 
 @pytest.fixture

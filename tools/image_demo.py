@@ -22,6 +22,7 @@ from mmengine.config import DictAction  # noqa: E402
 import fastsnn_mm  # noqa: F401,E402  (registers modules)
 from fastsnn_mm.analysis.side_by_side import draw_prediction, side_by_side  # noqa: E402
 from fastsnn_mm.analysis.spike_count import count_spikes  # noqa: E402
+from fastsnn_mm.spiking.rules import NEURON_RULES  # noqa: E402
 from fastsnn_mm.tasks import TASK_WRAPPERS  # noqa: E402
 from fastsnn_mm.utils.checkpoint_check import check_checkpoint_fits  # noqa: E402
 from fastsnn_mm.utils.launch import (  # noqa: E402
@@ -41,7 +42,7 @@ def parse_args():
     parser.add_argument('--timesteps', type=int, default=None,
                         help='SNN time steps T (default: the config\'s '
                         'model.snn, else 2^bits - 1)')
-    parser.add_argument('--neuron', choices=['signed', 'unsigned'],
+    parser.add_argument('--neuron', choices=sorted(NEURON_RULES),
                         default=None, help='default: the config\'s, else '
                         'signed')
     parser.add_argument('--mode', choices=['folded', 'streaming'],

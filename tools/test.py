@@ -30,7 +30,9 @@ from fastsnn_mm.analysis.bootstrap import (
 )
 from fastsnn_mm.analysis.per_image import PerImageRecordHook
 from fastsnn_mm.errors import check_int
-from fastsnn_mm.spiking.low_precision import SPIKE_DTYPES
+from fastsnn_mm.spiking.low_precision import SPIKE_DTYPE_CHOICES
+from fastsnn_mm.spiking.rules import NEURON_RULES
+from fastsnn_mm.spiking.settings import SNNSettings
 from fastsnn_mm.spiking.validation import COMMAND_LINE, check_snn_arguments
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.atomic import atomic_write
@@ -56,21 +58,27 @@ def parse_args():
                         help='evaluate the QANN, then each requested SNN')
     parser.add_argument('--timesteps', type=int, default=None,
                         help='SNN time steps T (default 2^bits - 1)')
-    parser.add_argument('--neuron', nargs='+', default=['signed'],
-                        choices=['signed', 'unsigned'])
-    parser.add_argument('--mode', default='folded',
+    parser.add_argument('--neuron', nargs='+', default=None,
+                        choices=sorted(NEURON_RULES),
+                        help='neuron rule(s) (default: an SNN checkpoint\'s '
+                        'own, else signed)')
+    parser.add_argument('--mode', default=None,
                         choices=['folded', 'streaming'],
                         help='folded: T steps folded into the batch (fast); '
                         'streaming: one step per pass with stateful neurons, '
-                        'large batches in slices (least memory)')
+                        'large batches in slices (least memory); default: '
+                        'an SNN checkpoint\'s own, else folded')
     parser.add_argument('--time-chunk', type=int, default=None,
                         help='folded mode: at most this many steps per pass '
                         '(bounds memory; same spikes)')
     parser.add_argument('--spike-dtype', default=None,
-                        choices=list(SPIKE_DTYPES),
+                        choices=list(SPIKE_DTYPE_CHOICES),
                         help='run the convs/linears that read spikes in this '
                         'precision (int8: exact on weights quantized to <= 8 '
                         'bits); membranes stay float32')
+    parser.add_argument('--allow-rounding', action='store_true',
+                        help="--spike-dtype auto may pick bfloat16 (rounds "
+                        'weights and outputs) where the device runs it fast')
     parser.add_argument('--show-dir', help='save drawn predictions here')
     parser.add_argument('--out-json', help='write the metric table as JSON')
     parser.add_argument('--bootstrap', type=int, default=DEFAULT_RESAMPLES,
@@ -85,7 +93,8 @@ def parse_args():
 def main():
     args = parse_args()
     # the library's own check, worded as options (one line via run_main)
-    check_snn_arguments(args.timesteps, None, args.mode, args.time_chunk,
+    check_snn_arguments(args.timesteps, None, args.mode or 'folded',
+                        args.time_chunk,
                         spelling=COMMAND_LINE)
     resamples = check_int('--bootstrap', args.bootstrap, 0,
                           hint=f'resamples, e.g. {DEFAULT_RESAMPLES}; '
@@ -127,14 +136,13 @@ def main():
             # checkpoint holds baked, perhaps fine-tuned, weights and loads
             # into the converted model when runner.test() runs
             runner.load_or_resume()
-        for neuron in args.neuron:
-            model.to_snn(timesteps=args.timesteps, neuron=neuron,
-                         mode=args.mode, time_chunk=args.time_chunk,
-                         spike_dtype=args.spike_dtype)
-            T = model.snn_cfg['timesteps']
+        for neuron in args.neuron or [None]:
+            model.to_snn(**snn_settings(args, neuron, fits.get('snn')))
+            settings = model.snn_cfg
+            T, neuron = settings.timesteps, settings.neuron
             metrics = test_once(runner, args.show_dir, f'snn_{neuron}_T{T}')
-            spikes = {} if args.spike_dtype is None else dict(
-                spike_dtype=args.spike_dtype)
+            spikes = {} if settings.spike_dtype is None else dict(
+                spike_dtype=settings.spike_dtype)
             rows.append(dict(model='SNN', neuron=neuron, T=T, **spikes,
                              **metrics))
             records.append(recorder.take() if recorder else {})
@@ -145,6 +153,21 @@ def main():
     if args.out_json and is_main_process():  # every rank has the table
         atomic_write(args.out_json, lambda f: json.dump(
             rows, f, indent=2, default=float), mode='w')
+
+
+def snn_settings(args, neuron, saved):
+    """convert_to_snn's arguments: an SNN checkpoint's saved settings
+    (``meta['snn']``) with the options given on the command line over them,
+    each change logged; for a QANN checkpoint the options and defaults."""
+    given = dict(timesteps=args.timesteps, neuron=neuron, mode=args.mode,
+                 time_chunk=args.time_chunk, spike_dtype=args.spike_dtype)
+    rounding = dict(allow_rounding=True) if args.allow_rounding else {}
+    if saved:
+        return dict(SNNSettings.from_saved(saved).with_overrides(
+            'the command line', **given).as_dict(), **rounding)
+    given['neuron'] = neuron or 'signed'
+    given['mode'] = args.mode or 'folded'
+    return dict(given, **rounding)
 
 
 def enable_drawing(cfg):

@@ -71,7 +71,7 @@ def _qann_pass(qann, x):
 
 def _snn_pass(snn, x, T):
     """{site: (per-step input or constant input, constant, spikes [T, B,
-    ...], theta, signed)} of one SNN batch in execution order, and the
+    ...], theta, neuron rule)} of one SNN batch in execution order, and the
     outputs averaged over T."""
     root, path = path_of(snn)
     B = x.shape[0]
@@ -83,7 +83,7 @@ def _snn_pass(snn, x, T):
         spikes = torch.round(out.detach() / theta).reshape(T, B,
                                                            *out.shape[1:])
         seen[site(name)] = (steps.clone(), constant, spikes,
-                            float(mod.theta.abs().item()), mod.signed)
+                            float(mod.theta.abs().item()), mod.rule)
 
     # hooks switch off in-place spikes, so the recorded input stays intact
     with torch.no_grad(), timestep_run(snn, T, B, 'folded') as run, \
@@ -124,7 +124,7 @@ class _Layer:
                     reasons=list(self.reasons))
 
 
-def _check_site(layer, q_in, q_out, s_in, constant, spikes, signed, T,
+def _check_site(layer, q_in, q_out, s_in, constant, spikes, rule, T,
                 upstream_exact, tol):
     theta = layer.theta
     if not math.isclose(theta, max(layer.alpha, 1e-8), rel_tol=1e-6):
@@ -134,7 +134,7 @@ def _check_site(layer, q_in, q_out, s_in, constant, spikes, signed, T,
     level = qann_level(q_out.to(spikes.dtype), theta, T)
     # the neuron's own rule, replayed on the input it got
     th = torch.tensor([theta], dtype=s_in.dtype)
-    replay = if_loop(s_in, th, signed, constant, T).sum(0)
+    replay = if_loop(s_in, th, rule, constant, T).sum(0)
     rule_bad = int((replay != count).sum())
     if rule_bad:
         layer.rule_errors += rule_bad
@@ -195,7 +195,7 @@ def check_conversion(qann, snn, batches, timesteps=None):
                     f'({", ".join(missing[:4])}): compare a model with its '
                     'own conversion')
             all_exact = True
-            for name, (s_in, constant, spikes, theta, signed) in seen.items():
+            for name, (s_in, constant, spikes, theta, rule) in seen.items():
                 q_in, q_out, alpha = acts[name]
                 layer = layers.get(name)
                 if layer is None:
@@ -203,7 +203,7 @@ def check_conversion(qann, snn, batches, timesteps=None):
                     order.append(name)
                 tol = _float_tol(s_in.dtype)
                 exact = _check_site(layer, q_in, q_out, s_in, constant,
-                                    spikes, signed, T, all_exact, tol)
+                                    spikes, rule, T, all_exact, tol)
                 all_exact = all_exact and exact
             outputs.append(_compare_outputs(q_outs, s_outs, all_exact))
     rows = [layers[n].row() for n in order]

@@ -27,7 +27,7 @@ from .conversion_check import convert_and_check, settle_untrained
 #: package -> (model types our wrapper stands in for, the wrapper, the side
 #: of the random images)
 PACKAGES = {
-    'mmpretrain': (('ImageClassifier', ), 'FastSNNImageClassifier', 64),
+    'mmpretrain': (('ImageClassifier', ), 'FastSNNImageClassifier', 32),
     'mmdet': (None, 'FastSNNSingleStageDetector', 128),
     'mmseg': (('EncoderDecoder', ), 'FastSNNEncoderDecoder', 64),
 }
@@ -79,9 +79,28 @@ def _strip_pretrained(node):
             _strip_pretrained(item)
 
 
+#: model-dict keys that do not change what the spiking path is made of:
+#: the data's size and classes, losses, train / test settings
+_SAME_MODEL_KEYS = ('data_preprocessor', 'train_cfg', 'test_cfg',
+                    'num_classes', 'loss_cls', 'loss_bbox', 'loss_decode',
+                    'loss', 'loss_centerness', 'loss_obj', 'loss_conf',
+                    'loss_xy', 'loss_wh', 'sampler', 'assigner', 'cal_acc')
+
+
+def _architecture(node):
+    if isinstance(node, dict):
+        return {k: _architecture(v) for k, v in node.items()
+                if k not in _SAME_MODEL_KEYS}
+    if isinstance(node, (list, tuple)):
+        return [_architecture(v) for v in node]
+    return node
+
+
 def model_key(model_cfg) -> str:
-    """Configs with the same model dict describe the same model."""
-    text = json.dumps(model_cfg, sort_keys=True, default=str)
+    """Configs whose model dicts differ only in data size, classes, losses
+    and train / test settings describe the same spiking path: checked
+    once."""
+    text = json.dumps(_architecture(model_cfg), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

@@ -105,13 +105,11 @@ class TimestepMixin:
         qann._pending_snn = None
         return qann
 
-    def set_snn(self, timesteps, neuron='signed', mode='folded',
-                time_chunk=None):
-        """Called by :func:`convert_to_snn` once neurons are in place."""
-        check_snn_arguments(timesteps, neuron, mode, time_chunk,
-                            timesteps_default=False)
-        self.snn_cfg = dict(timesteps=timesteps, neuron=neuron, mode=mode,
-                            time_chunk=time_chunk)
+    def set_snn(self, settings):
+        """Called by :func:`convert_to_snn` once neurons are in place, with
+        the run's :class:`~fastsnn_mm.spiking.settings.SNNSettings`
+        (checked there once; read, not re-checked, from here on)."""
+        self.snn_cfg = settings
 
     def to_snn(self, **kwargs):
         """Convert this model in place (see :func:`convert_to_snn`)."""
@@ -128,8 +126,7 @@ class TimestepMixin:
         T."""
         cfg = self.snn_cfg
         return run_timesteps(self, self.spiking_path, inputs,
-                             cfg['timesteps'], cfg['mode'],
-                             cfg.get('time_chunk'))
+                             cfg.timesteps, cfg.mode, cfg.time_chunk)
 
     # -- task loss ---------------------------------------------------------
     def refuse_snn_loss(self):

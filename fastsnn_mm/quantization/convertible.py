@@ -14,10 +14,12 @@ substitute:
   response of the window, the average dilutes it by the window's weaker
   ones. Padding is left out of the average (``count_include_pad=False``)
   as the max ignores it. ``AdaptiveMaxPool2d`` -> ``AdaptiveAvgPool2d``.
-* ``LeakyReLU``, ``ReLU6``, ``SiLU`` / mmcv ``Swish``, ``Hardswish`` /
-  mmcv ``HSwish``, ``GELU`` -> ``nn.ReLU``, which quantization surgery then
-  makes a QuantReLU (the quantized ReLU clips at alpha, so ReLU6's top
-  clip is learnt rather than lost).
+* ReLU-like activations (``LeakyReLU``, ``PReLU``, ``ReLU6``, ``ELU``,
+  ``SELU``, ``CELU``, ``GELU``, ``SiLU`` / mmcv ``Swish``, ``Hardswish`` /
+  mmcv ``HSwish``, ``Mish``, ``Softplus``) and squashing hidden ones
+  (``Tanh``, ``Hardtanh``, ``Softsign``) -> ``nn.ReLU``, which quantization
+  surgery then makes a QuantReLU (the quantized ReLU clips at alpha, so
+  ReLU6's top clip is learnt rather than lost).
 
 Every substitute changes what the network computes, so a model (and a
 checkpoint trained without them) must be trained, or fine-tuned, by QAT
@@ -25,130 +27,94 @@ with them; the log table says so.
 
 Modules with no substitute are refused at once, by path and with the
 reason, so no QAT run is spent on a model that cannot convert: sigmoid
-gates (squeeze-excitation, attention maps) and softmax multiply two
+gates (squeeze-excitation, attention) and softmax multiply two
 activations, which spikes cannot; a stride-1 max-pool (SPP / SPPF blocks)
 is a multi-scale max whose average would be another block; and norms that
 normalise each input by its own statistics (GroupNorm, LayerNorm,
 InstanceNorm) see one time step at a time in the SNN, so they are not
-linear over time as an eval-mode BatchNorm is. Operations written as
-function calls inside a forward (``F.max_pool2d``, ``torch.sigmoid``) are
-not modules, and module surgery cannot see them.
+linear over time as an eval-mode BatchNorm is. What has a substitute and
+what is refused, with the reasons, is :mod:`.spiking_rules`, the table the
+converter's check reads too.
+
+Operations written as function calls inside a forward are found by one
+traced forward (:mod:`.spiking_trace`): ReLU-like calls (``F.relu``,
+``torch.relu``, ``x.relu()``, ``F.leaky_relu``, ...) on the spiking path get
+the ReLU substitute, routed to a ReLU child of the module that makes them
+(:mod:`.functional_sites`, e.g. ``neck.fn_relu_0`` for mmdet FPN's
+``relu_before_extra_convs``); every other non-linear call there
+(``F.max_pool2d``, ``torch.sigmoid``, ``x * y`` of two spiking tensors) is
+refused by module path and function name, like a module.
 """
 from mmengine.logging import print_log
 from torch import nn
 
 from ..errors import UnconvertibleModelError
-from ..utils.patterns import children_outside
+from ..utils.modules import replace_modules
+from .functional_sites import install_routes
+from .spiking_rules import module_rule
+from .spiking_trace import check_spiking_calls
 
 
-def _mmcv_types(*names):
-    """mmcv activation classes of these names (absent without mmcv)."""
-    try:
-        from mmcv.cnn import bricks
-    except ImportError:
-        return ()
-    return tuple(getattr(bricks, n) for n in names if hasattr(bricks, n))
-
-
-#: activations a quantized ReLU replaces
-RELU_LIKE = (nn.LeakyReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU) + \
-    _mmcv_types('Swish', 'HSwish', 'GELU')
-
-#: module types with no substitute -> why
-NO_SUBSTITUTE = {
-    nn.Sigmoid: 'a sigmoid gate multiplies two activations, which spikes '
-    'cannot; move it into the decode step or drop the gate',
-    nn.Hardsigmoid: 'a sigmoid gate multiplies two activations, which '
-    'spikes cannot; drop the gate (e.g. squeeze-excitation)',
-    nn.Softmax: 'attention softmax multiplies activations, which spikes '
-    'cannot; move it into the decode step',
-    nn.MultiheadAttention: 'attention multiplies activations (and takes a '
-    'softmax), which spikes cannot',
-    nn.GroupNorm: 'normalises each time step by its own statistics (not '
-    'linear over time); use BN, which folds into the conv',
-    nn.LayerNorm: 'normalises each time step by its own statistics (not '
-    'linear over time); use BN, which folds into the conv',
-    nn.modules.instancenorm._InstanceNorm: 'normalises each time step by '
-    'its own statistics (not linear over time); use BN',
-}
-NO_SUBSTITUTE.update({t: NO_SUBSTITUTE[nn.Hardsigmoid]
-                      for t in _mmcv_types('HSigmoid')})
-
-
-def _pool_args(m):
-    return f'kernel={m.kernel_size}, stride={m.stride}, padding={m.padding}'
-
-
-def _substitute(m):
-    """(substitute module, note) for ``m``, (None, why not) when it has
-    none, or None when ``m`` needs nothing."""
-    if isinstance(m, nn.MaxPool2d):
-        if m.return_indices:
-            return None, 'max-pool returning indices (an unpooling needs ' \
-                'them): no spiking substitute'
-        if m.dilation not in (1, (1, 1)):
-            return None, 'dilated max-pool: AvgPool2d has no dilation'
-        if m.stride in (1, (1, 1)):
-            return None, 'stride-1 max-pool (SPP-style): a multi-scale ' \
-                'max with no spiking substitute; drop the block'
-        avg = nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                           count_include_pad=False)
-        return avg, f'window average instead of max ({_pool_args(m)})'
-    if isinstance(m, nn.AdaptiveMaxPool2d):
-        if m.return_indices:
-            return None, 'max-pool returning indices: no spiking substitute'
-        return nn.AdaptiveAvgPool2d(m.output_size), 'average instead of max'
-    if isinstance(m, RELU_LIKE):
-        return nn.ReLU(inplace=getattr(m, 'inplace', False)), \
-            'a quantized ReLU: clipped at a learnt alpha'
-    for typ, why in NO_SUBSTITUTE.items():
-        if isinstance(m, typ):
-            return None, why
-    return None
-
-
-def make_convertible(model: nn.Module, skip=()) -> list:
+def make_convertible(model: nn.Module, skip=(), path=None) -> list:
     """Replace, in place, what has a standard spiking-friendly substitute
     (module docstring) and log one table of it; run before
     ``quantize_model``, which makes the new ReLUs QuantReLUs.
 
     Args:
         model: any module (an mm model, a backbone, ...).
-        skip: module-path patterns left alone (``quant.skip``).
+        skip: module-path patterns left alone (``quant.skip``): declared
+            off the spiking path.
+        path: the callable traced for function calls on the spiking path
+            (a task wrapper's ``spiking_path``); default: the model's
+            ``spiking_path``, else the model itself.
 
     Returns:
-        [(path, old type, new type)] of the replacements, in module order.
+        [(path, old type or function, new type)] of the replacements, in
+        module order, then the routed function calls.
 
     Raises:
-        UnconvertibleModelError: modules with no substitute, each by path
-            with its reason (nothing is replaced then).
+        UnconvertibleModelError: modules and function calls with no
+            substitute, each by path with its reason (nothing is replaced
+            then).
     """
     skip = [skip] if isinstance(skip, str) else list(skip or ())
-    plan, refused, done = [], [], {}
-    for name, parent, attr, child in children_outside(model, skip):
-        found = _substitute(child)
-        if found is None:
-            continue
-        new, note = found
-        if new is None:
-            refused.append(f'  {name}: {type(child).__name__} -> {note}')
-        else:
-            plan.append((name, parent, attr, child, new, note))
+    rules, refused = {}, []
+
+    def plan(name, module):
+        rule = module_rule(module)
+        if rule is None:
+            return None  # look inside
+        if rule.refused:
+            refused.append(f'  {name}: {type(module).__name__} -> '
+                           f'{rule.note}')
+        rules[id(module)] = rule
+        return module  # nothing replaced yet, nothing below looked at
+
+    replace_modules(model, plan, skip)
+    traced = check_spiking_calls(model, path, skip, who='make_convertible')
+    routes, findings = traced or ((), ())
+    refused += [f'  {f.path}: {f.name} -> {f.rule.note}' for f in findings]
     if refused:
         raise UnconvertibleModelError(
-            f'make_convertible: {len(refused)} module(s) have no spiking '
-            'substitute (skip them with quant.skip only if they are off '
-            'the spiking path):\n' + '\n'.join(refused))
+            f'make_convertible: {len(refused)} module(s) or function '
+            'call(s) on the spiking path have no spiking substitute (skip a '
+            'module with quant.skip only if it is off the spiking path):\n'
+            + '\n'.join(refused))
     rows = []
-    for name, parent, attr, child, new, note in plan:
-        # a module object registered at several places stays one object
-        new = done.setdefault(id(child), new)
-        setattr(parent, attr, new)
+    for name, old, new in replace_modules(
+            model, lambda n, m: rules[id(m)].make(m) if id(m) in rules
+            else None, skip):
         shown = 'QuantReLU' if isinstance(new, nn.ReLU) else \
             type(new).__name__  # surgery quantizes the ReLU next
-        rows.append((name, repr(child), shown, note))
+        rows.append((name, type(old).__name__, shown, rules[id(old)].note))
+    for route in routes:
+        for site, func, rule in install_routes(route.owner, route.plan):
+            where = f'{route.path}.{site}' if route.path != '<root>' \
+                else site
+            rows.append((where, func, rule.use, 'a routed call: ' +
+                         rule.note))
     _log_table(rows)
-    return [(name, old.split('(')[0], new) for name, old, new, _ in rows]
+    return [(name, old, new) for name, old, new, _ in rows]
 
 
 def _log_table(rows):
@@ -165,8 +131,9 @@ def _log_table(rows):
         lines.append(f'| {old} | {new} | {len(paths)} | '
                      f'{", ".join(paths)} | {note} |')
     print_log(
-        f'make_convertible: replaced {len(rows)} module(s) with spiking-'
-        'friendly substitutes. They compute something else than the '
-        'originals: train the model by QAT with them (or fine-tune a '
-        'checkpoint trained without them) before converting it.\n'
+        f'make_convertible: replaced {len(rows)} module(s) or function '
+        'call(s) with spiking-friendly substitutes. They compute something '
+        'else than the originals: train the model by QAT with them (or '
+        'fine-tune a checkpoint trained without them) before converting '
+        'it.\n'
         + '\n'.join(lines), logger='current')

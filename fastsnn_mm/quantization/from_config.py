@@ -17,7 +17,8 @@ def quantize_from_config(model, path, make_convertible=False,
         model: the task model (its wrapper).
         path: the model's spiking path, traced to find call sites.
         make_convertible (bool): first replace max-pools and non-ReLU
-            activations by their spiking-friendly substitutes
+            activations by their spiking-friendly substitutes, and route
+            ReLU-like function calls on ``path`` to ReLU modules
             (:mod:`.convertible`). Off by default: without it the model is
             built exactly as before.
         per_call_site (bool): one QuantReLU per call site of an activation
@@ -35,7 +36,7 @@ def quantize_from_config(model, path, make_convertible=False,
             :func:`quantize_model`.
     """
     if check_flag('make_convertible', make_convertible):
-        convertible.make_convertible(model, quant.get('skip', ()))
+        convertible.make_convertible(model, quant.get('skip', ()), path)
     quantize_model(model, **quant)
     if check_flag('per_call_site', per_call_site):
         split_path_call_sites(model, path)

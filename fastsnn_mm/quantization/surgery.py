@@ -3,11 +3,13 @@
 ``act_cfg`` reaches only the activations a model builds from a config; mm
 blocks such as ResNet's BasicBlock/Bottleneck hard-code ``nn.ReLU``. Surgery
 swaps module objects, so it reaches those too. It cannot see ``F.relu``
-calls inside a forward, nor tell that one module object is called at several
-places (mm ResNet blocks call one ``self.relu`` two or three times): such a
-module becomes one QuantReLU with one alpha here (:func:`shared_quant_relus`
-lists them); a traced forward then gives it one QuantReLU per call site
-(:mod:`.call_sites`, on by default for ``quant=`` configs).
+calls inside a forward (``make_convertible`` routes those on the spiking
+path to ReLU modules first), nor tell that one module object is called at
+several places (mm ResNet blocks call one ``self.relu`` two or three
+times): such a module becomes one QuantReLU with one alpha here
+(:func:`shared_quant_relus` lists them); a traced forward then gives it one
+QuantReLU per call site (:mod:`.call_sites`, on by default for ``quant=``
+configs).
 """
 import torch
 from mmengine.logging import print_log
@@ -15,17 +17,14 @@ from torch import nn
 
 from ..utils.modules import forward_hooks
 from ..utils.patterns import children_outside, path_matches
-from .activations import NON_RELU_ACTIVATIONS
 from .quant_relu import QuantReLU, check_bits
+from .spiking_rules import module_rule
 from .weight_quant import (
     QuantConv2d,
     QuantLinear,
     _WeightQuantizer,
     check_weight_bits,
 )
-
-# Activations a QANN cannot express; surgery leaves them and warns.
-_OTHER_ACTS = tuple(NON_RELU_ACTIVATIONS)
 
 
 def _plain_types(base):
@@ -101,7 +100,7 @@ def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,
         skip = [skip]
     skip = list(skip or ())
     kwargs = {} if alpha is None else dict(alpha=float(alpha))
-    replaced, others = {}, []
+    replaced, others, ruled = {}, [], []
     for name, parent, attr, child in list(children_outside(model, skip)):
         if isinstance(child, QuantReLU):
             child.set_bits(bits)
@@ -110,11 +109,17 @@ def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,
                 replaced[id(child)] = QuantReLU(bits, inplace=child.inplace,
                                                 **kwargs)
             setattr(parent, attr, replaced[id(child)])
-        elif isinstance(child, _OTHER_ACTS):
+        elif module_rule(child) is not None and \
+                not path_matches(name, ruled):  # not inside another
+            ruled.append(name)
             others.append(f'{name} ({type(child).__name__})')
     if others:
-        print_log(f'quantize_model: {len(others)} activation(s) are not ReLU '
-                  f'and stay full precision: {", ".join(others[:5])}'
+        # the spiking rules table: what the converter will refuse
+        print_log(f'quantize_model: {len(others)} module(s) have no spiking '
+                  'equivalent and stay as they are (full precision); the '
+                  'converter refuses them. quant=dict(..., '
+                  'make_convertible=True) replaces those with a substitute '
+                  f'before surgery: {", ".join(others[:5])}'
                   + (' ...' if len(others) > 5 else ''),
                   logger='current', level=30)
     if weight is not None:

@@ -12,57 +12,105 @@ from torch import nn
 
 from ..errors import BadArgumentError, UnconvertibleModelError
 from ..quantization import QuantReLU
-from ..quantization.activations import NON_RELU_ACTIVATIONS
+from ..quantization.spiking_rules import becomes_neuron, module_rule
+from ..quantization.spiking_trace import check_spiking_calls
+from ..utils.modules import replace_modules
 from ..utils.patterns import path_matches
 from .fold_bn import fold_batchnorm
 from .low_precision import (
     check_spike_dtype,
+    resolve_spike_dtype,
     restore_float_layers,
     use_spike_dtype,
 )
 from .neurons import NEURONS, IFNeuron
 from .run_state import neurons_of
 from .runner import run_timesteps
+from .settings import SNNSettings
 from .validation import check_snn_arguments
 
-#: module type -> what to use instead in a convertible model
+#: module types refused beyond the spiking rules table
+#: (:mod:`fastsnn_mm.quantization.spiking_rules`, which decides every
+#: non-linear module and function): a plain ReLU is fine on the spiking
+#: path, once surgery has quantized it
 UNCONVERTIBLE = {
-    nn.MaxPool1d: 'a stride-2 conv or AvgPool', nn.MaxPool2d:
-    'a stride-2 conv or AvgPool2d', nn.MaxPool3d: 'a stride-2 conv or AvgPool',
-    nn.AdaptiveMaxPool2d: 'AdaptiveAvgPool2d',
-    nn.ReLU: "QuantReLU (run fastsnn_mm.quantize_model first)",
-    **NON_RELU_ACTIVATIONS,
-    # statistics of each time step's own input: a spiking step is not the
-    # QANN's activation, so the SNN would normalise something else
-    nn.GroupNorm: 'BatchNorm (folded at inference)',
-    nn.LayerNorm: 'BatchNorm (folded at inference)',
-    nn.InstanceNorm2d: 'BatchNorm (folded at inference)',
+    nn.ReLU: 'use QuantReLU (run fastsnn_mm.quantize_model first)',
 }
+#: how a refusal of something with a substitute ends
+_MAKE_CONVERTIBLE = 'quant=dict(..., make_convertible=True) {} before QAT'
 
 
-def find_unconvertible(model, skip=()):
-    """Return [(path, type name, replacement)] for every refused module."""
-    found = []
+def _module_refusal(mod):
+    """Why the converter refuses ``mod`` (None: it does not)."""
+    if isinstance(mod, QuantReLU):
+        return None
+    for typ, why in UNCONVERTIBLE.items():
+        if isinstance(mod, typ):
+            return why
+    rule = module_rule(mod)
+    if rule is None:
+        return None
+    if rule.refused:
+        return rule.note  # word for word what make_convertible says
+    return f'use {rule.use} ({rule.note}; ' + \
+        _MAKE_CONVERTIBLE.format('replaces it') + ')'
+
+
+def _function_refusals(model, skip, path):
+    """[(module path, function, why)] of the non-linear calls a traced
+    forward makes on the spiking path (:mod:`~fastsnn_mm.quantization.
+    spiking_trace`); none when nothing in the model spikes."""
+    if not any(becomes_neuron(m) for m in model.modules()):
+        return []
+    traced = check_spiking_calls(model, path, skip, who='convert_to_snn')
+    if traced is None:
+        return []
+    routes, findings = traced
+    found = {}
+    for route in routes:
+        for call in filter(None, route.plan):
+            name, rule = call
+            found.setdefault((route.path, name), (
+                f'use {rule.use} ({rule.note}; ' + _MAKE_CONVERTIBLE.format(
+                    f'routes the call to a {rule.use} child of the module')
+                + ')'))
+    for f in findings:
+        found.setdefault((f.path, f.name), f.rule.note)
+    return [(p, n, why) for (p, n), why in found.items()]
+
+
+def find_unconvertible(model, skip=(), path=None, functions=True):
+    """Return [(path, type or function name, why)] for every refused
+    module, then (with ``functions``) every non-linear function call on
+    the spiking path, traced on ``path`` (default: the model's
+    ``spiking_path``, else the model)."""
+    found, refused = [], []
     for name, mod in model.named_modules():
-        if skip and path_matches(name, skip):
+        if skip and path_matches(name, skip) or \
+                path_matches(name, refused):  # inside one: its own business
             continue
-        for typ, use in UNCONVERTIBLE.items():
-            if type(mod) is typ or (isinstance(mod, typ) and
-                                    not isinstance(mod, QuantReLU)):
-                found.append((name or '<root>', type(mod).__name__, use))
-                break
+        why = _module_refusal(mod)
+        if why is not None:
+            found.append((name or '<root>', type(mod).__name__, why))
+            refused.append(name)
+    if functions:
+        found += _function_refusals(model, skip, path)
     return found
 
 
-def check_convertible(model, skip=()):
-    bad = find_unconvertible(model, skip)
+def check_convertible(model, skip=(), path=None):
+    """Raise :class:`UnconvertibleModelError` naming every module and
+    function call the SNN cannot run (:func:`find_unconvertible`), or when
+    the model has no QuantReLU."""
+    bad = find_unconvertible(model, skip, path)
     if bad:
-        lines = '\n'.join(f'  {p}: {t} -> use {u}' for p, t, u in bad)
+        lines = '\n'.join(f'  {p}: {t} -> {why}' for p, t, why in bad)
         raise UnconvertibleModelError(
-            f'cannot convert to an SNN: {len(bad)} module(s) have no spiking '
-            f'equivalent:\n{lines}\n(a config\'s quant=dict(bits=..., '
+            f'cannot convert to an SNN: {len(bad)} module(s) or function '
+            f'call(s) on the spiking path have no spiking equivalent:\n'
+            f'{lines}\n(a config\'s quant=dict(bits=..., '
             'make_convertible=True) replaces max-pools and ReLU-like '
-            'activations before QAT)')
+            'activations, modules and function calls, before QAT)')
     if not any(isinstance(m, QuantReLU) for m in model.modules()):
         raise UnconvertibleModelError(
             'cannot convert to an SNN: the model has no QuantReLU; quantize '
@@ -88,12 +136,10 @@ def _plain_layer(layer):
 
 def _bake_weights(model):
     """Replace fake-quantized Conv/Linear by plain layers with their
-    weights."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if hasattr(child, 'quantized_weight') and isinstance(
-                    child, (nn.Conv2d, nn.Linear)):
-                setattr(parent, name, _plain_layer(child))
+    weights (one plain layer for a layer registered at several places)."""
+    replace_modules(model, lambda path, child: _plain_layer(child) if (
+        hasattr(child, 'quantized_weight')
+        and isinstance(child, (nn.Conv2d, nn.Linear))) else None)
 
 
 def replace_quant_relus(model, timesteps=None, neuron='signed'):
@@ -106,37 +152,49 @@ def replace_quant_relus(model, timesteps=None, neuron='signed'):
         if not bits:
             raise ValueError('timesteps not given and no layer knows its bits')
         timesteps = 2 ** max(bits) - 1
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, QuantReLU):
-                setattr(parent, name, cls.from_quant_relu(child, timesteps))
-            elif isinstance(child, IFNeuron):  # re-conversion: new T / type
-                new = cls(child.theta, timesteps, child.bits,
-                          child.inplace)
-                setattr(parent, name, new)
+
+    def swap(path, child):
+        if isinstance(child, QuantReLU):
+            return cls.from_quant_relu(child, timesteps)
+        if isinstance(child, IFNeuron):  # re-conversion: new T / type
+            return cls(child.theta, timesteps, child.bits, child.inplace)
+        return None
+
+    replace_modules(model, swap)
     return timesteps
 
 
 class SpikingNetwork(nn.Module):
     """A plain converted network: ``forward(x)`` presents x for T steps and
-    returns the last layer's output averaged over T."""
+    returns the last layer's output averaged over T, as its
+    :class:`~.settings.SNNSettings` say."""
 
-    def __init__(self, module, timesteps, mode='folded', time_chunk=None):
+    def __init__(self, module, settings: SNNSettings):
         super().__init__()
         self.module = module
-        check_snn_arguments(timesteps, mode=mode, time_chunk=time_chunk,
-                            timesteps_default=False)
-        self.timesteps, self.mode = timesteps, mode
-        self.time_chunk = time_chunk
+        self.settings = settings
+
+    @property
+    def timesteps(self):
+        return self.settings.timesteps
+
+    @property
+    def mode(self):
+        return self.settings.mode
+
+    @property
+    def time_chunk(self):
+        return self.settings.time_chunk
 
     def forward(self, x):
-        return run_timesteps(self.module, self.module, x, self.timesteps,
-                             self.mode, self.time_chunk)
+        s = self.settings
+        return run_timesteps(self.module, self.module, x, s.timesteps,
+                             s.mode, s.time_chunk)
 
 
 def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
                    skip=(), *, copy=True, time_chunk=None, fold_bn=False,
-                   spike_dtype=None, **removed):
+                   spike_dtype=None, allow_rounding=False, **removed):
     """Convert a QANN into its Fast-SNN.
 
     Args:
@@ -164,7 +222,10 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
             'int8-rounded' (see :mod:`fastsnn_mm.spiking.low_precision`):
             spikes are exact there, only weights round (none for 'int8'
             on weights quantized to <= 8 bits); membranes stay float32.
-            None (default): float32 throughout.
+            None (default): float32 throughout. 'auto': the fastest exact
+            one here, said in the log (:mod:`~.low_precision.auto`).
+        allow_rounding (bool): ``spike_dtype='auto'`` may pick bfloat16
+            (weights and outputs round) where the device runs it fast.
 
     Returns:
         An mm task wrapper of fastsnn_mm converts itself and is returned in
@@ -188,17 +249,18 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     if fold_bn:
         fold_batchnorm(model)
     T = replace_quant_relus(model, timesteps, neuron)
+    spike_dtype = resolve_spike_dtype(model, spike_dtype, allow_rounding)
+    # checked above; from here on the run reads these, once made
+    settings = SNNSettings(T, neuron, mode, time_chunk, spike_dtype)
     use_spike_dtype(model, spike_dtype)
     _log_conversion(model, T, neuron, mode, was_training)
     if hasattr(model, 'set_snn'):
-        model.set_snn(timesteps=T, neuron=neuron, mode=mode,
-                      time_chunk=time_chunk)
+        model.set_snn(settings)
         return model.eval()
     if isinstance(model, SpikingNetwork):
-        model.timesteps, model.mode = T, mode
-        model.time_chunk = time_chunk
+        model.settings = settings
         return model.eval()
-    return SpikingNetwork(model, T, mode, time_chunk).eval()
+    return SpikingNetwork(model, settings).eval()
 
 
 def _refuse_removed_keywords(removed):

@@ -20,6 +20,8 @@ BN run as they are.
 import torch
 from torch import nn
 
+from ..utils.modules import replace_modules
+
 
 def _fold_active(conv, bn) -> bool:
     return not (torch.is_grad_enabled() or conv.training or bn.training)
@@ -96,15 +98,6 @@ def _take_state(new: nn.Module, old: nn.Module) -> nn.Module:
     return new.train(old.training)
 
 
-def _replace_everywhere(model: nn.Module, new_for: dict) -> None:
-    """Put ``new_for[id(old)]`` in every place of ``model`` that holds
-    ``old`` (a module may be registered under several parents)."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if id(child) in new_for:
-                setattr(parent, name, new_for[id(child)])
-
-
 def _foldable(conv, bn) -> bool:
     return (type(conv) in (nn.Conv2d, FoldedConv2d)
             and type(bn) in (nn.BatchNorm2d, FoldedBatchNorm2d)
@@ -151,5 +144,6 @@ def fold_batchnorm(model) -> int:
         object.__setattr__(folded_conv, '_fold_partner', folded_bn)
         object.__setattr__(folded_bn, '_fold_partner', folded_conv)
         new_for[id(conv)], new_for[id(bn)] = folded_conv, folded_bn
-    _replace_everywhere(model, new_for)
+    # a module registered at several places is replaced everywhere
+    replace_modules(model, lambda path, m: new_for.get(id(m)))
     return len(new_for) // 2

@@ -1,4 +1,4 @@
-"""The pure pieces of a spiking run: the IF update and its dispatch, time
+"""The pure pieces of a spiking run: the neuron update and its dispatch, time
 folding, nested outputs, the average over T, the straight-through rate and
 the QANN level of a spike count.
 
@@ -8,14 +8,17 @@ presented; the runner, the fine-tuning loop and the analysis use the same
 pieces, so the three agree bit for bit.
 
 * :func:`new_state`, :func:`if_step`, :func:`if_loop`: the reference
-  update, the definition every fused kernel is tested against bit for bit.
+  update of a neuron rule (:mod:`rules`: ``rule.step``), the definition
+  every fused kernel is tested against bit for bit.
 * :func:`if_folded`, :func:`if_stateful`: the same update through the
-  fastest backend for the tensors at hand (:func:`backend_for`): the C
-  kernel for float32 CPU tensors, the Triton kernel for CUDA tensors, the
+  fastest backend for the tensors and the rule at hand
+  (:func:`backend_for`): the C kernel for float32 CPU tensors, the Triton
+  kernel for CUDA tensors, when the rule names one (``fused_signed``); the
   reference loop for anything else (other dtypes on the CPU, ``meta``,
-  tensors that need autograd). A strided input (channels_last, a slice) is
-  copied to a contiguous one first: one pass over it costs less than the
-  reference loop's ten per step.
+  tensors that need autograd, a rule no fused kernel implements). A
+  strided input (channels_last, a slice) is copied to a contiguous one
+  first: one pass over it costs less than the reference loop's ten per
+  step.
 
 Bits: a fused kernel repeats the reference's float operations in the same
 order on the same device, so it gives the reference's bits there. Across
@@ -29,8 +32,8 @@ import torch
 
 from . import kernel
 
-#: A membrane this far below zero counts as negative (absorbs float noise).
-NEG_EPS = 1e-6
+# NEG_EPS and count_dtype lived here before the rules: still importable
+from .rules import NEG_EPS, as_rule, count_dtype, neg_threshold  # noqa: F401
 
 #: ``FASTSNN_IF_KERNEL``: unset or '1' picks a backend per tensor; '0' runs
 #: the reference loop everywhere (to time it); 'triton' prefers the Triton
@@ -39,55 +42,33 @@ NEG_EPS = 1e-6
 KERNEL_ENV = 'FASTSNN_IF_KERNEL'
 
 
-# -- the IF rule --------------------------------------------------------------
+# -- the reference update -----------------------------------------------------
+# ``rule`` below is a neuron rule (:mod:`rules`), its class or its name; a
+# bool still stands for the signed (True) or unsigned (False) rule.
 
-def count_dtype(timesteps: int):
-    """A neuron fires at most once a step, so |count| <= T: int8 holds it for
-    T <= 127 at a quarter of float's memory, which matters in streaming
-    mode, where every neuron keeps its state for the whole run."""
-    return torch.int8 if timesteps <= 127 else torch.int32
-
-
-def neg_threshold(theta):
-    """The signed rule's negative threshold, computed here only: the
-    reference compares with this tensor and :func:`if_folded` /
-    :func:`if_stateful` hand the same tensor to the kernels."""
-    return -NEG_EPS * theta
+def new_state(like, theta, rule, timesteps: int):
+    """The state a run of ``rule`` starts from (membrane at theta/2 and,
+    for a rule that keeps one, a net spike count), on ``like``'s device
+    and in its dtype."""
+    return as_rule(rule).new_state(like, theta, timesteps)
 
 
-def new_state(like, theta, signed: bool, timesteps: int):
-    """Membrane at theta/2 and, for the signed rule, a net spike count, on
-    ``like``'s device and in its dtype."""
-    v = torch.full(like.shape, 0.5, dtype=like.dtype,
-                   device=like.device).mul_(theta)
-    count = torch.zeros(like.shape, dtype=count_dtype(timesteps),
-                        device=like.device) if signed else None
-    return v, count
+def if_step(v, count, x, theta, rule):
+    """One in-place update by ``rule``; returns the spike tensor
+    (+1/0/-1)."""
+    return as_rule(rule).step(v, count, x, theta)
 
 
-def if_step(v, count, x, theta, signed: bool):
-    """One in-place IF update; returns the signed spike tensor (+1/0/-1)."""
-    v.add_(x)
-    pos = v >= theta
-    v.sub_(pos * theta)
-    if not signed:
-        return pos.to(v.dtype)
-    # only the signed rule needs the net count
-    neg = (v < neg_threshold(theta)) & (count > 0)
-    v.add_(neg * theta)
-    count.add_(pos).add_(neg, alpha=-1)
-    return pos.to(v.dtype) - neg.to(v.dtype)
-
-
-def if_loop(x_steps, theta, signed: bool, constant: bool, timesteps: int):
+def if_loop(x_steps, theta, rule, constant: bool, timesteps: int):
     """Reference T-step loop. ``x_steps`` is [T, ...] or, if ``constant``,
     one step's input [...] repeated T times. Returns spikes [T, ...]."""
+    rule = as_rule(rule)
     shape = x_steps.shape if constant else x_steps.shape[1:]
-    v, count = new_state(x_steps.new_empty(shape), theta, signed, timesteps)
+    v, count = rule.new_state(x_steps.new_empty(shape), theta, timesteps)
     out = x_steps.new_empty((timesteps, *shape))
     for t in range(timesteps):
-        out[t] = if_step(v, count, x_steps if constant else x_steps[t],
-                         theta, signed)
+        out[t] = rule.step(v, count, x_steps if constant else x_steps[t],
+                           theta)
     return out
 
 
@@ -99,57 +80,70 @@ def _triton():
     return triton_if
 
 
-def backend_for(x, *others) -> str:
-    """'c', 'triton' or 'reference': which update runs on these tensors.
+def backend_for(x, *others, rule=None) -> str:
+    """'c', 'triton' or 'reference': which update runs on these tensors
+    for ``rule`` (None: a rule both fused kernels serve).
 
     ``x`` (the input) may be strided: the backends that need a contiguous
     one get a contiguous copy (:func:`if_folded`). ``others`` (threshold,
     state) are updated or read in place and must be contiguous already.
+    A rule no fused kernel implements (``fused_signed`` None) always runs
+    the reference loop.
     """
     choice = os.environ.get(KERNEL_ENV, '1')
     if choice == '0':
         return 'reference'
+    rule = None if rule is None else as_rule(rule)
     tensors = (x, *others)
     laid_out = all(t.is_contiguous() for t in others)
     device = x.device.type
-    if (device == 'cuda' or choice == 'triton') and laid_out \
+    if (rule is None or rule.triton_kernel) and laid_out \
+            and (device == 'cuda' or choice == 'triton') \
             and device in ('cuda', 'cpu') and _triton().usable(*tensors):
         return 'triton'
-    if laid_out and kernel.usable(*tensors):
+    if (rule is None or rule.c_kernel) and laid_out \
+            and kernel.usable(*tensors):
         return 'c'
     return 'reference'
 
 
-def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
+def _fused(backend):
+    return _triton() if backend == 'triton' else kernel
+
+
+def if_folded(x, theta, rule, constant: bool, timesteps: int,
               inplace: bool = False):
-    """All T steps from a fresh state: spike * theta, [T, ...].
+    """All T steps of ``rule`` from a fresh state: spike * theta,
+    [T, ...].
 
     ``x`` is [T, ...] or, if ``constant``, one step's input [...] (the
     layers before ran once). ``inplace`` allows writing the output over
     ``x`` (not for a constant input), which a fused backend does.
     """
-    backend = backend_for(x, theta)
+    rule = as_rule(rule)
+    backend = backend_for(x, theta, rule=rule)
     if backend == 'reference':
-        return if_loop(x, theta, signed, constant, timesteps) * theta
-    fused = _triton() if backend == 'triton' else kernel
-    return fused.if_folded(x.contiguous(), theta, signed, constant,
-                           timesteps, neg_threshold(theta), inplace)
+        return if_loop(x, theta, rule, constant, timesteps) * theta
+    return _fused(backend).if_folded(
+        x.contiguous(), theta, rule.fused_signed, constant, timesteps,
+        neg_threshold(theta), inplace)
 
 
-def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, inplace: bool = False):
-    """``steps`` steps on the persistent state ``v``/``count`` (updated in
-    place): spike * theta, [steps, ...]. ``x`` as in :func:`if_folded`."""
-    backend = backend_for(x, v, theta)  # the count lives beside ``v``
+def if_stateful(v, count, x, theta, rule, constant: bool, steps: int,
+                inplace: bool = False):
+    """``steps`` steps of ``rule`` on the persistent state ``v``/``count``
+    (updated in place): spike * theta, [steps, ...]. ``x`` as in
+    :func:`if_folded`."""
+    rule = as_rule(rule)
+    # the count lives beside ``v``
+    backend = backend_for(x, v, theta, rule=rule)
     if backend != 'reference':
-        fused = _triton() if backend == 'triton' else kernel
-        return fused.if_stateful(v, count, x.contiguous(), theta, signed,
-                                 constant, steps, neg_threshold(theta),
-                                 inplace)
+        return _fused(backend).if_stateful(
+            v, count, x.contiguous(), theta, rule.fused_signed, constant,
+            steps, neg_threshold(theta), inplace)
     out = x.new_empty((steps, *v.shape))
     for t in range(steps):
-        out[t] = if_step(v, count, x if constant else x[t], theta,
-                         signed) * theta
+        out[t] = rule.step(v, count, x if constant else x[t], theta) * theta
     return out
 
 

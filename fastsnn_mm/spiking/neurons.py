@@ -8,6 +8,13 @@ that early inputs caused but later negative inputs cancelled (the
 *sequential error*), so the count equals the QANN level. Output per step is
 spike * theta, so the time average equals the QANN activation.
 
+The update is the neuron's *rule* (:mod:`rules`, class attribute ``rule``);
+the module around it is the same for every rule: threshold, conversion
+from a QuantReLU, checkpoints, the run's state. :data:`NEURONS` gives the
+neuron class of every registered rule by name: :class:`IFNeuron` (unsigned)
+and :class:`SignedIFNeuron` (signed) are declared here, a rule registered
+elsewhere gets a generated :class:`IFNeuron` subclass.
+
 Two execution modes give the same spikes:
   * folded: time is folded into the batch axis. The neuron sees [T*B, ...]
     (or [B, ...] when its input is the same at every step, i.e. the layers
@@ -24,13 +31,19 @@ handed and guesses nothing from its input's size. The update itself is
 CPU, Triton on CUDA), all with the same bits as the reference loop on that
 device.
 """
+import re
+import sys
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
 from ..registry import MODELS
 from .functional import fold_time, if_folded, if_stateful
+from .rules import NEURON_RULES, SignedIF, UnsignedIF, as_rule
 
-__all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'threshold_from_alpha']
+__all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'neuron_class',
+           'threshold_from_alpha']
 
 
 def threshold_from_alpha(alpha) -> torch.Tensor:
@@ -39,8 +52,15 @@ def threshold_from_alpha(alpha) -> torch.Tensor:
     return alpha.detach().abs().clamp_min(1e-8).reshape(1).clone()
 
 
+#: rule name -> its neuron class (declared here, or made on first use)
+_CLASSES = {}
+
+
 class IFNeuron(nn.Module):
-    """Unsigned integrate-and-fire neuron (the comparison baseline).
+    """Integrate-and-fire neuron; as declared here, the unsigned rule (the
+    comparison baseline). A subclass that sets ``rule`` follows that rule
+    and becomes its neuron class in :data:`NEURONS` (the first one
+    declared for a rule does).
 
     Args:
         theta (float | Tensor): threshold; a tensor keeps its device and
@@ -52,7 +72,17 @@ class IFNeuron(nn.Module):
             ``inplace``). Defaults to False.
     """
 
-    signed = False
+    #: the update (:class:`rules.NeuronRule`; a registered name or rule
+    #: class in a subclass's body is resolved when the class is made)
+    rule = as_rule(UnsignedIF)
+    #: True for a class :func:`neuron_class` made for a rule
+    generated = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if 'rule' in vars(cls):
+            cls.rule = as_rule(cls.rule)
+            _CLASSES.setdefault(cls.rule.name, cls)
 
     def __init__(self, theta=1.0, timesteps: int = 1, bits: int = None,
                  inplace: bool = False):
@@ -96,12 +126,12 @@ class IFNeuron(nn.Module):
         theta = self.theta.to(device=x.device, dtype=x.dtype)
         inplace = self._write_over_input()
         if run.fresh:  # the whole run in this call
-            out = if_folded(steps, theta, self.signed, constant,
+            out = if_folded(steps, theta, self.rule, constant,
                             run.timesteps, inplace)
         else:  # state carries over to the next call (streaming, chunks)
             v, count = run.state(self, steps if constant else steps[0],
                                  theta)
-            out = if_stateful(v, count, steps, theta, self.signed, constant,
+            out = if_stateful(v, count, steps, theta, self.rule, constant,
                               run.steps, inplace)
         return fold_time(out)
 
@@ -111,18 +141,71 @@ class IFNeuron(nn.Module):
             self._forward_hooks or self._forward_pre_hooks
             or nn.modules.module._global_forward_hooks)
 
+    @property
+    def signed(self) -> bool:
+        """True for the signed rule (kept for older callers: read
+        ``rule``, which also names rules other than these two)."""
+        return isinstance(self.rule, SignedIF)
+
     def extra_repr(self):
         theta = 'meta' if self.theta.is_meta else f'{self.theta.item():.4g}'
         return (f'theta={theta}, timesteps={self.timesteps}, '
-                f'signed={self.signed}')
+                f'rule={self.rule.name}')
 
 
 class SignedIFNeuron(IFNeuron):
     """IF neuron with negative spikes that removes the sequential error."""
 
-    signed = True
+    rule = SignedIF
+
+
+_CLASSES[IFNeuron.rule.name] = IFNeuron
+
+
+def neuron_class(rule):
+    """The neuron class of a registered rule (a rule, its class or its
+    name): the one declared for it, else an :class:`IFNeuron` subclass made
+    once (named after the rule, e.g. 'reset_zero' -> ResetZeroNeuron, and
+    reachable from this module so that a pickled model loads again)."""
+    rule = as_rule(rule)
+    cls = _CLASSES.get(rule.name)
+    if cls is None or cls.rule is not rule:  # new, or the rule replaced
+        words = re.findall(r'[0-9A-Za-z]+', rule.name)
+        name = ''.join(w[:1].upper() + w[1:] for w in words) + 'Neuron'
+        cls = type(name, (IFNeuron, ), dict(
+            rule=rule, generated=True, __module__=__name__,
+            __doc__=f'IF neuron following the {rule.name!r} rule '
+                    f'({type(rule).__name__}).'))
+        _CLASSES[rule.name] = cls
+        module = sys.modules[__name__]
+        taken = getattr(module, name, None)
+        if taken is None or getattr(taken, 'generated', False):
+            setattr(module, name, cls)  # never over a declared name
+    return cls
+
+
+class _NeuronTable(Mapping):
+    """Rule name -> neuron class, read from the rule registry
+    (:data:`rules.NEURON_RULES`) at every lookup, so a rule registered
+    later has its neurons at once."""
+
+    def __getitem__(self, name):
+        if name not in NEURON_RULES:
+            raise KeyError(name)
+        return neuron_class(NEURON_RULES[name])
+
+    def __iter__(self):
+        return iter(NEURON_RULES)
+
+    def __len__(self):
+        return len(NEURON_RULES)
+
+    def __repr__(self):
+        return repr(dict(self))
 
 
 MODELS.register_module(module=IFNeuron)
 MODELS.register_module(module=SignedIFNeuron)
-NEURONS = {'signed': SignedIFNeuron, 'unsigned': IFNeuron}
+#: rule name -> neuron class, for every registered rule ('signed' ->
+#: SignedIFNeuron, 'unsigned' -> IFNeuron, ...)
+NEURONS = _NeuronTable()

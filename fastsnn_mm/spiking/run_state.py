@@ -1,9 +1,10 @@
 """What a run keeps while its neurons see one batch, declared in one place.
 
 Per neuron call site (an mm block may call one activation module at
-several places, each its own neuron layer), a run keeps the membrane V and,
-for the signed rule, the net spike count, made at the site's first call
-(:func:`functional.new_state`: V = theta / 2, count 0). Nothing else lives
+several places, each its own neuron layer), a run keeps the state the
+neuron's rule asks for (:meth:`rules.NeuronRule.new_state`: the membrane V
+and, for a rule with a count such as the signed one, the net spike count),
+made at the site's first call (V = theta / 2, count 0). Nothing else lives
 between calls: a neuron holds only its threshold.
 
 Reset: every batch gets a fresh :class:`TimestepRun` (:func:`timestep_run`),
@@ -107,7 +108,7 @@ class TimestepRun:
         k = self._calls.get(neuron, 0)
         self._calls[neuron] = k + 1
         if k == len(sites):
-            sites.append(new_state(like, theta, neuron.signed,
+            sites.append(new_state(like, theta, neuron.rule,
                                    self.timesteps))
         return sites[k]
 

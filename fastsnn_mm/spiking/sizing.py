@@ -11,7 +11,6 @@ import weakref
 from types import MappingProxyType
 
 from ..utils.modules import forward_hooks
-from .functional import count_dtype
 from .run_state import neurons_of, timestep_run
 
 #: model -> {input key: read-only figures}
@@ -19,10 +18,10 @@ _KNOWN = weakref.WeakKeyDictionary()
 
 
 def _key(model, x, T):
-    # T and the neuron type set the count's bytes (a model may be
+    # T and the neuron rules set the state's bytes (a model may be
     # converted again with others); dtype and device set the rest
     return (tuple(x.shape[1:]), T, x.dtype, str(x.device),
-            tuple(sorted({type(n).__name__ for n in neurons_of(model)})))
+            tuple(sorted({n.rule.name for n in neurons_of(model)})))
 
 
 def input_shape_info(model, path, x, T):
@@ -57,13 +56,11 @@ def remember_unsliceable(model, x, T):
 
 def _measure(inputs, state, T):
     """Forward hook of the sizing pass: bytes of this call site's input
-    (one image, one step) and of the state it keeps (membrane in the
-    input's dtype, plus the signed rule's count)."""
-    count_bytes = count_dtype(T).itemsize
-
+    (one image, one step) and of the state its rule keeps (membrane in the
+    input's dtype, plus a count where the rule keeps one)."""
     def hook(neuron, args, output):
         x = args[0]
         inputs.append(x.numel() * x.element_size())
-        per_value = x.element_size() + (count_bytes if neuron.signed else 0)
-        state.append(x.numel() * per_value)
+        state.append(x.numel()
+                     * neuron.rule.state_bytes(x.element_size(), T))
     return hook

@@ -11,7 +11,7 @@ error is a :class:`~fastsnn_mm.errors.BadArgumentError` (a ``ValueError``).
 from dataclasses import dataclass
 
 from ..errors import BadArgumentError, check_choice, check_int
-from .neurons import NEURONS
+from .rules import NEURON_RULES
 
 MODES = ('folded', 'streaming')
 
@@ -59,7 +59,8 @@ def check_snn_arguments(timesteps, neuron=None, mode='folded',
     Args:
         timesteps: T, an integer >= 1; None stands for the default (2^b - 1
             of the QuantReLUs) unless ``timesteps_default`` is False.
-        neuron: 'signed' or 'unsigned'; None where the caller takes none.
+        neuron: a registered neuron rule's name (:data:`rules.NEURON_RULES`:
+            'signed', 'unsigned', ...); None where the caller takes none.
         mode: 'folded' or 'streaming'.
         time_chunk: None, or an integer >= 1 in folded mode only.
         spelling: how the caller's user writes these (:class:`Spelling`).
@@ -68,7 +69,7 @@ def check_snn_arguments(timesteps, neuron=None, mode='folded',
         _check_count(spelling, 'timesteps', timesteps,
                      f'T; {spelling.default} 2^bits - 1 of the QuantReLUs')
     if neuron is not None:
-        check_choice(spelling('neuron'), neuron, sorted(NEURONS))
+        check_choice(spelling('neuron'), neuron, sorted(NEURON_RULES))
     check_choice(spelling('mode'), mode, MODES)
     if time_chunk is None:
         return

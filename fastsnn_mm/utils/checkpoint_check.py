@@ -181,6 +181,7 @@ def check_checkpoint_fits(model, path: str, purpose: str = 'test') -> dict:
         print_log(f'{path} was trained at {bits_then} bits and is tested '
                   f'as a {bits_now}-bit model (bits come from the config)',
                   logger='current', level=30)
-    # an SNN checkpoint (conversion hook, fine-tuning loop) says so in meta
+    # an SNN checkpoint (conversion hook, fine-tuning loop) says so in meta,
+    # with the settings it ran with (None for a QANN checkpoint)
     return dict(found, bits_now=bits_now, bits_then=bits_then,
-                snn=bool(meta.get('snn')))
+                snn=meta.get('snn') or None)

@@ -56,3 +56,48 @@ def eval_mode(*models: nn.Module):
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+def replace_modules(model: nn.Module, fn: Callable, skip=()) -> list:
+    """Replace submodules of ``model`` in place by ``fn(path, module)``.
+
+    ``fn`` returns the new module, None to keep the module and look inside
+    it, or the module itself to keep it without looking inside. It is
+    called once per module object, at its first path in registration
+    order; a module registered at several places (under several parents,
+    or twice under one) is replaced by the one new object everywhere, so
+    what was shared stays shared. Every parent's ``_modules`` is visited,
+    not ``named_children()``, which lists an object once per parent.
+
+    Args:
+        model: the root (never replaced itself).
+        fn: ``(path, module) -> nn.Module | None``.
+        skip: module-path patterns (:func:`~.patterns.path_matches`) left
+            alone with everything below them.
+
+    Returns:
+        [(path, old, new)] for every place replaced, in visiting order.
+    """
+    from .patterns import path_matches
+    skip = [skip] if isinstance(skip, str) else list(skip or ())
+    decided, visited, done = {}, set(), []
+
+    def visit(parent, prefix):
+        if id(parent) in visited:
+            return
+        visited.add(id(parent))
+        for attr, child in list(parent._modules.items()):
+            path = f'{prefix}.{attr}' if prefix else attr
+            if child is None or (skip and path_matches(path, skip)):
+                continue
+            if id(child) not in decided:
+                decided[id(child)] = (child, fn(path, child))
+            new = decided[id(child)][1]
+            if new is None:
+                visit(child, path)
+            elif new is not child:
+                setattr(parent, attr, new)
+                done.append((path, child, new))
+
+    visit(model, '')
+    return done

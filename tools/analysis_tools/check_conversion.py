@@ -29,6 +29,7 @@ from fastsnn_mm.analysis.conversion_check import (
 )
 from fastsnn_mm.errors import BadArgumentError
 from fastsnn_mm.quantization.call_sites import trace_input
+from fastsnn_mm.spiking.rules import NEURON_RULES
 from fastsnn_mm.utils.atomic import atomic_write
 from fastsnn_mm.utils.launch import (
     add_common_args,
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument('--timesteps', type=int,
                         help='T (default 2^b - 1)')
     parser.add_argument('--neuron', default='signed',
-                        choices=['signed', 'unsigned'])
+                        choices=sorted(NEURON_RULES))
     parser.add_argument('--input-size', type=int, nargs=2, default=[64, 64],
                         metavar=('H', 'W'))
     parser.add_argument('--batch-size', type=int, default=2)

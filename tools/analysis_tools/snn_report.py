@@ -28,6 +28,7 @@ from fastsnn_mm.analysis import (
     write_report,
 )
 from fastsnn_mm.errors import FastSNNError
+from fastsnn_mm.spiking.rules import NEURON_RULES
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.checkpoint_check import (
     check_checkpoint_fits,
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument('--timesteps', type=int, nargs='+',
                         default=[1, 3, 7, 15], help='SNN time steps to test')
     parser.add_argument('--neuron', nargs='+', default=['signed', 'unsigned'],
-                        choices=['signed', 'unsigned'])
+                        choices=sorted(NEURON_RULES))
     parser.add_argument('--num-batches', type=int, default=2,
                         help='test batches for the per-layer statistics')
     parser.add_argument('--out-dir', help='default <work_dir>/snn_report')

@@ -32,6 +32,7 @@ from mmengine.runner import Runner
 import fastsnn_mm  # noqa: F401
 from fastsnn_mm.spiking import neurons_of
 from fastsnn_mm.spiking.low_precision import SPIKE_DTYPES
+from fastsnn_mm.spiking.rules import NEURON_RULES
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.launch import (
     add_common_args,
@@ -56,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument('--timesteps', type=int, default=None,
                    help='default 2^b - 1')
     p.add_argument('--neuron', default='signed',
-                   choices=['signed', 'unsigned'])
+                   choices=sorted(NEURON_RULES))
     p.add_argument('--count-batches', type=int, default=2,
                    help='test batches whose spike counts are compared')
     p.add_argument('--out-dir')

@@ -96,6 +96,20 @@ def read_config(pkg, path):
     return record, model
 
 
+def interleaved(models):
+    """The models taking turns by package, so a stopped sweep has covered
+    every package alike."""
+    queues = {}
+    for key, (pkg, model) in models.items():
+        queues.setdefault(pkg, []).append((key, (pkg, model)))
+    order = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                order.append(queue.pop(0))
+    return dict(order)
+
+
 def _work(job):
     pkg, model, timeout = job
     return check_model_cfg(pkg, model, timeout=timeout)
@@ -132,6 +146,7 @@ def main(argv=None):
             models.setdefault(record['model'], (pkg, model))
         print(f'\n[zoo sweep] {len(models)} distinct models to check',
               flush=True)
+        models = interleaved(models)
         jobs = [(pkg, m, args.timeout) for pkg, m in models.values()]
         waiting = {}
         for record in pending:

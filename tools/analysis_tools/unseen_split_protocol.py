@@ -21,9 +21,20 @@ the classifier), then per task and bit width:
 Each step runs as its own process with one thread (``--jobs`` at once),
 logs to ``<step>/run.log`` and leaves ``<step>/done.json`` (its wall
 seconds); a rerun skips finished steps, so a killed protocol goes on.
-At the end ``protocol.md`` (one table: metric per stage, SNN - QANN
-after, stage cost against the QAT run), ``protocol.json`` and
-``protocol.png`` (metric vs stage, one panel per task) are written.
+At the end ``protocol.md`` (one table: metric per stage, tuned - untuned
+SNN and tuned SNN - QANN after, stage cost against the QAT run),
+``protocol.json`` and ``protocol.png`` (metric vs stage, one panel per
+task; below it each stage's difference to the untuned SNN) are written.
+
+Every difference on the test split comes with its 95 % paired bootstrap
+interval, which the fine-tuning run computes from the per-image records
+of its test reports (the QANN tested there too; see
+``fastsnn_mm/engine/loops/finetune_report.py``). A run's verdict is
+three-valued against the task's bar (points: 0.2 top-1, 0.5 mAP, 0.5
+mIoU): *met* when both the tuned - untuned SNN interval and the tuned SNN
+- QANN interval lie at or above -bar, *missed* when either lies wholly
+below it, *undecided* otherwise (an interval straddles -bar, or is not
+there: more test images, not a verdict, would settle it).
 """
 import argparse
 import json
@@ -57,6 +68,12 @@ TARGET = {'cls': 0.2, 'det': 0.5, 'seg': 0.5}
 STAGES = ('QANN', 'SNN before', 'groups', 'joint', 'task')
 #: report rows of the whole-model stages (the others are layer groups)
 WHOLE_MODEL = ('all layers (joint)', 'all layers (task loss)')
+#: the fine-tuning JSON's report labels -> the protocol's stage names
+REPORT_LABELS = {'before': 'SNN before', 'groups': 'groups',
+                 'joint': 'joint', 'task': 'task', 'after': 'after'}
+#: the fine-tuning JSON's differences -> the protocol's names
+DIFFERENCES = {'tuned_minus_untuned': 'vs_untuned',
+               'snn_minus_qann': 'vs_qann'}
 
 
 class Step:
@@ -217,6 +234,8 @@ def collect(root, tasks, bits, seeds):
                 rep = json.load(open(ft))
                 stages = {'QANN': qann[key] * scale,
                           'SNN before': snn[key] * scale}
+                intervals = _intervals(rep, key, scale, snn)
+                after_iv = intervals.get('after', {})
                 for st, m in rep.get('reported_stages', {}).items():
                     stages[st] = m[key] * scale
                 after = rep['reported_on']['after'][key] * scale
@@ -240,8 +259,33 @@ def collect(root, tasks, bits, seeds):
                               rep['mean_inherited_before']),
                     stage_seconds=rep.get('stage_seconds', {}),
                     other_family=other,
-                    qat_seconds=_seconds(root, name)))
+                    qat_seconds=_seconds(root, name),
+                    bar=TARGET[task], intervals=intervals,
+                    tuned_vs_untuned=after_iv.get('vs_untuned'),
+                    tuned_vs_qann=after_iv.get('vs_qann'),
+                    interval_method=rep.get('interval_method')))
+                rows[-1]['verdicts'] = verdicts(rows[-1])
     return rows
+
+
+def _intervals(rep, key, scale, snn):
+    """stage -> {'vs_untuned' | 'vs_qann': [difference, lo, hi]} in
+    points, from the fine-tuning run's paired bootstrap intervals; the
+    untuned SNN's against the QANN from ``tools/test.py --compare`` (its
+    ``<key>_diff`` / ``<key>_ci95``) when the run has none."""
+    out = {}
+    for label, per_key in rep.get('reported_intervals', {}).items():
+        got = per_key.get(key, {})
+        diffs = {DIFFERENCES[k]: [got[k]['diff'] * scale] +
+                 [v * scale for v in got[k]['ci95']]
+                 for k in DIFFERENCES if k in got}
+        if diffs:
+            out[REPORT_LABELS.get(label, label)] = diffs
+    ci = snn.get(key + '_ci95')
+    if 'vs_qann' not in out.get('SNN before', {}) and ci:
+        out.setdefault('SNN before', {})['vs_qann'] = [
+            snn[key + '_diff'] * scale] + [v * scale for v in ci]
+    return out
 
 
 def _other_family(root, name, key, scale):
@@ -257,42 +301,127 @@ def _other_family(root, name, key, scale):
             'tuned': tuned[key] * scale}
 
 
-def verdict(r):
+def _bootstrap():
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from fastsnn_mm.analysis import bootstrap
+    return bootstrap
+
+
+def verdicts(r):
+    """The run's verdicts against the task's bar, each 'met', 'missed' or
+    'undecided': ``vs_untuned`` (the tuned SNN is not below the untuned
+    one by more than the bar), ``vs_qann`` (nor below the QANN by more
+    than the bar: the bar's meaning in the issue), both from the 95 %
+    paired intervals after tuning (no interval: undecided); ``run``:
+    missed when either is missed, met when both are met, else undecided.
+    """
     bar = TARGET[r['task']]
-    gap = r['gap_after']
-    fell = r['stages']['SNN before'] - r['after']
-    if fell > 1e-9:
-        return f'missed: {fell:.2f} below the SNN before tuning'
-    if gap >= -bar:
-        return 'met' if gap <= bar else 'met (SNN above)'
-    return f'missed by {-gap - bar:.2f}'
+    judge = _bootstrap().verdict
+    out = {}
+    for name, field in (('vs_untuned', 'tuned_vs_untuned'),
+                        ('vs_qann', 'tuned_vs_qann')):
+        iv = r.get(field)
+        out[name] = 'undecided' if iv is None else judge(iv[1], iv[2], bar)
+    parts = list(out.values())
+    out['run'] = 'missed' if 'missed' in parts else \
+        'met' if all(p == 'met' for p in parts) else 'undecided'
+    return out
+
+
+def verdict(r):
+    """The run's three-valued verdict: 'met', 'missed' or 'undecided'."""
+    return verdicts(r)['run']
+
+
+_AGAINST = {'vs_untuned': 'the untuned SNN', 'vs_qann': 'the QANN'}
+
+
+def verdict_text(r):
+    """The verdict with what decided it, for the table."""
+    v, bar = verdicts(r), TARGET[r['task']]
+    if v['run'] == 'met':
+        return 'met'
+    why = []
+    for name, field in (('vs_untuned', 'tuned_vs_untuned'),
+                        ('vs_qann', 'tuned_vs_qann')):
+        if v[name] != v['run']:  # what made it missed, or undecided
+            continue
+        if r.get(field) is None:
+            why.append(f'no interval against {_AGAINST[name]}')
+        elif v[name] == 'missed':
+            why.append(f'below {_AGAINST[name]} by more than {bar:g}')
+        else:
+            why.append(f'interval against {_AGAINST[name]} straddles '
+                       f'-{bar:g}')
+    return f'{v["run"]}: ' + '; '.join(why)
+
+
+def _ci(iv):
+    """'+d [lo, hi]' of [difference, lo, hi]; '-' when there is none."""
+    if iv is None:
+        return '-'
+    return f'{iv[0]:+.2f} [{iv[1]:+.2f}, {iv[2]:+.2f}]'
 
 
 def table(rows):
-    head = ('| task, bits (T), seed | QANN | SNN before | after groups | '
-            'after joint | after task loss | SNN - QANN after (bar) | '
+    head = ('| task, bits (T), seed | QANN | SNN before (- QANN [95% CI]) | '
+            'after groups (- SNN before [95% CI]) | after joint (same) | '
+            'after task loss (same) | tuned - untuned SNN [95% CI] | '
+            'tuned SNN - QANN [95% CI] | verdict | '
             'judging slice SNN before -> after (QANN) | mean mismatch '
             'before -> after (inherited before) | stage seconds groups / '
             'joint / task; QAT run |')
-    lines = [head, '|' + '---|' * 10]
+    lines = [head, '|' + '---|' * 13]
     for r in rows:
         st, sec = r['stages'], r['stage_seconds']
+        ivs = r.get('intervals', {})
 
-        def f(k):
-            return f'{st[k]:.2f}' if k in st else '-'
+        def f(k, against):
+            if k not in st:
+                return '-'
+            iv = ivs.get(k, {}).get(against)
+            return f'{st[k]:.2f}' + ('' if iv is None else f' ({_ci(iv)})')
         secs = ' / '.join(f'{sec[k]:.0f}' if k in sec else '-'
                           for k in ('groups', 'joint', 'task'))
         qat = '-' if r['qat_seconds'] is None else f'{r["qat_seconds"]:.0f}'
         mm = r['mismatch']
         lines.append(
             f'| {r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
-            f'seed {r["seed"]} | {f("QANN")} | {f("SNN before")} | '
-            f'{f("groups")} | {f("joint")} | {f("task")} | '
-            f'{r["gap_after"]:+.2f} ({verdict(r)}) | '
+            f'seed {r["seed"]} | {f("QANN", None)} | '
+            f'{f("SNN before", "vs_qann")} | '
+            + ' | '.join(f(k, 'vs_untuned') for k in STAGES[2:]) +
+            f' | {_ci(r.get("tuned_vs_untuned"))} | '
+            f'{_ci(r.get("tuned_vs_qann"))} | '
+            f'{verdict_text(r)} (bar {TARGET[r["task"]]:g}) | '
             f'{r["judged_before"]:.2f} -> {r["judged_after"]:.2f} '
             f'({r["judged_qann"]:.2f}) | {mm[0]:.4f} -> {mm[1]:.4f} '
             f'({100 * mm[2] / max(mm[0], 1e-12):.0f} %) | {secs}; {qat} |')
+    note = interval_note(rows)
+    if note:
+        lines += ['', note]
     return '\n'.join(lines)
+
+
+def interval_note(rows):
+    """What the intervals are and what they cost (the most of any run);
+    '' when no run has them."""
+    methods = [r['interval_method'] for r in rows
+               if r.get('interval_method')]
+    if not methods:
+        return ''
+    m = methods[0]
+    cost = ', '.join(
+        f'{max(x.get(k, 0.0) for x in methods):.1f} s {what}'
+        for k, what in (('bootstrap_seconds', 'resampling'),
+                        ('record_seconds', 'keeping per-image records'),
+                        ('qann_test_seconds', 'testing the QANN')))
+    return (f'Intervals: {m["level"]:.0%} paired bootstrap over the test '
+            f'images ({m["resamples"]} resamples, seed {m["seed"]}), in '
+            f'points; cost per run at most {cost}. Verdict against the bar: '
+            'met when the tuned - untuned and tuned - QANN intervals both '
+            'lie at or above -bar, missed when either lies wholly below '
+            'it, else undecided.')
 
 
 def other_table(rows):
@@ -312,26 +441,63 @@ def other_table(rows):
     return '\n'.join(lines)
 
 
+#: x positions of the lower panels: each stage's difference to the
+#: untuned SNN, then the tuned SNN's to the QANN
+DIFF_TICKS = ('groups', 'joint', 'task', 'after: - QANN')
+
+
 def plot(rows, path):
+    """Upper panels: metric per stage; lower panels: each stage's
+    difference to the untuned SNN and, last, the tuned SNN's to the QANN,
+    with their 95 % paired bootstrap intervals, against -bar."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     tasks = list(dict.fromkeys(r['task'] for r in rows))
-    fig = Figure(figsize=(4.2 * len(tasks), 3.6))
+    fig = Figure(figsize=(4.2 * len(tasks), 6.4))
     FigureCanvasAgg(fig)
     for i, task in enumerate(tasks):
-        ax = fig.add_subplot(1, len(tasks), i + 1)
-        for r in (r for r in rows if r['task'] == task):
+        ax = fig.add_subplot(2, len(tasks), i + 1)
+        low = fig.add_subplot(2, len(tasks), len(tasks) + i + 1)
+        runs = [r for r in rows if r['task'] == task]
+        for j, r in enumerate(runs):
             xs = [k for k in STAGES if k in r['stages']]
-            ax.plot([STAGES.index(k) for k in xs],
-                    [r['stages'][k] for k in xs], marker='o',
-                    linestyle='-' if r['bits'] == 2 else '--',
-                    label=f'{r["bits"]}-bit seed {r["seed"]}')
+            style = '-' if r['bits'] == 2 else '--'
+            label = f'{r["bits"]}-bit seed {r["seed"]}'
+            line, = ax.plot([STAGES.index(k) for k in xs],
+                            [r['stages'][k] for k in xs], marker='o',
+                            linestyle=style, label=label)
+            ivs = r.get('intervals', {})
+            got = [(x, ivs[k]['vs_untuned']) for x, k in
+                   enumerate(DIFF_TICKS[:3])
+                   if ivs.get(k, {}).get('vs_untuned')]
+            if r.get('tuned_vs_qann'):
+                got.append((len(DIFF_TICKS) - 1, r['tuned_vs_qann']))
+            if not got:
+                continue
+            shift = 0.08 * (j - (len(runs) - 1) / 2)  # runs side by side
+            x = [g[0] + shift for g in got]
+            d = [g[1][0] for g in got]
+            err = [[g[1][0] - g[1][1] for g in got],
+                   [g[1][2] - g[1][0] for g in got]]
+            low.errorbar(x, d, yerr=err, fmt='o', capsize=3,
+                         color=line.get_color(), label=label)
         ax.set_xticks(range(len(STAGES)))
         ax.set_xticklabels(STAGES, rotation=30, fontsize=8)
-        metric = next(r['metric'] for r in rows if r['task'] == task)
+        metric = runs[0]['metric']
         ax.set_title(f'{task}: {metric}, unseen test split', fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+        bar = TARGET[task]
+        low.axhline(0.0, color='0.5', linewidth=0.8)
+        low.axhline(-bar, color='r', linestyle=':', linewidth=1,
+                    label=f'-bar ({bar:g})')
+        low.set_xticks(range(len(DIFF_TICKS)))
+        low.set_xticklabels(DIFF_TICKS, rotation=30, fontsize=8)
+        low.set_xlim(-0.5, len(DIFF_TICKS) - 0.5)
+        low.set_title('tuned - untuned SNN, 95 % paired bootstrap CI '
+                      '(points)', fontsize=9)
+        low.grid(alpha=0.3)
+        low.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -60,6 +60,17 @@ class FinetuneProgress:
             metrics after it (``report_stages=True``).
         stage_seconds: stage -> wall seconds spent in it (summed over
             resumed runs).
+        reported_qann: the QANN's metrics on the reporting split, tested
+            once before fine-tuning beside the SNN (None: not evaluated).
+        report_records: per-image records of the reporting split kept for
+            paired intervals: ``'qann'`` and ``'before'`` (the untuned
+            SNN) -> {metric key: plain records}, and ``'seconds'`` -> what
+            keeping and resampling them cost (see
+            :mod:`.finetune_report`; plain dicts of numpy arrays, which
+            the safe checkpoint loader reads back).
+        reported_intervals: 'before' / stage / 'after' -> metric key ->
+            the tuned - untuned and SNN - QANN differences on the
+            reporting split with their 95 % paired bootstrap intervals.
     """
 
     done: int = 0
@@ -74,6 +85,9 @@ class FinetuneProgress:
     reported_before: Optional[dict] = None
     reported_stages: dict = field(default_factory=dict)
     stage_seconds: dict = field(default_factory=dict)
+    reported_qann: Optional[dict] = None
+    report_records: dict = field(default_factory=dict)
+    reported_intervals: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data):

@@ -17,7 +17,10 @@ each kept only if the task metric on the judging images did not fall
 The judging images are a slice of the training data that tuning never
 draws, and the run reports the stock evaluator's metrics before and after
 on the val (or test) split, which judged nothing (:mod:`.judging_data`;
-``judge_on='val'`` restores the old way, judging on what it reports).
+``judge_on='val'`` restores the old way, judging on what it reports). The
+QANN is tested on that split too, once, and each report of the SNN comes
+with its tuned - untuned and SNN - QANN differences and their 95 % paired
+bootstrap intervals over the split's images (:mod:`.finetune_report`).
 Streams and random states are set per stage, and under DDP every measure
 is averaged over ranks (:mod:`.finetune_trainer`), so resumed and
 multi-process runs repeat a single uninterrupted one.
@@ -35,7 +38,12 @@ from ...registry import LOOPS
 from ...utils.modules import unwrap_model
 from .finetune_judges import MetricJudge, layer_mismatch
 from .finetune_progress import FinetuneProgress, find_resume_checkpoint
-from .finetune_report import evaluate_split, write_report
+from .finetune_report import (
+    add_seconds,
+    keep_report,
+    report_split,
+    write_report,
+)
 from .finetune_settings import FinetuneSettings
 from .finetune_trainer import StageTrainer, preprocess
 from .group_stage import GroupStage, TuningSetup
@@ -131,20 +139,27 @@ class LayerwiseFinetuneLoop(BaseLoop):
     def run(self):
         model, qann, saved = self._models()
         self.runner.logger.info(self.settings.describe(model.snn_cfg))
-        reported_before = None if saved is not None else \
-            self._report_split('before')
+        pending = FinetuneProgress()  # what the reports before tuning keep
+        if saved is None:
+            pending.reported_qann = self._report_split(
+                'before', pending, 'qann', qann)
+            pending.reported_before = self._report_split(
+                'before', pending, 'before')
         held, raw, judge = self._judging_data(model)
         groups = self._groups(model, held)
         if saved is not None:
             progress = saved.progress
         else:
             progress = self._first_progress(model, qann, held, judge)
-            progress.reported_before = reported_before
+            for name in ('reported_qann', 'reported_before',
+                         'report_records', 'reported_intervals'):
+                setattr(progress, name, getattr(pending, name))
         setup = TuningSetup(model, qann, held, judge, progress, len(groups),
                             raw)
         self._tune(setup, groups)
         self._final_check(setup)
-        self._finish(setup, self._report_split('after'))
+        self._finish(setup, self._report_split('after', setup.progress,
+                                               'after'))
         self.runner.call_hook('after_train')
         return model
 
@@ -172,16 +187,29 @@ class LayerwiseFinetuneLoop(BaseLoop):
             self._resumed_from = resume_from
         return model, qann, saved
 
-    def _report_split(self, when):
+    def _report_split(self, when, progress, label, qann=None):
         """The stock evaluator's metrics on the reporting split (logged),
-        or None when ``evaluate`` is off or the split is not configured."""
+        or None when ``evaluate`` is off or the split is not configured.
+
+        The SNN's, or with ``qann`` that model's. The per-image records
+        and the intervals they give go into ``progress`` under ``label``
+        ('qann', 'before', a stage, 'after'; see :func:`keep_report`).
+        """
         s = self.settings
-        metrics = evaluate_split(self.runner, s.report_on) \
-            if s.evaluate else None
-        if metrics is not None:
-            self.runner.logger.info(
-                f'SNN metric {when} fine-tuning ({s.report_on} split, '
-                f'{s.report_note}): {metrics}')
+        if not s.evaluate:
+            return None
+        started = time.perf_counter()
+        metrics, records, seconds = report_split(self.runner, s.report_on,
+                                                 qann)
+        if metrics is None:
+            return None
+        if qann is not None:
+            add_seconds(progress.report_records, 'qann_test',
+                        time.perf_counter() - started - seconds)
+        self.runner.logger.info(
+            f'{"QANN" if qann is not None else "SNN"} metric {when} '
+            f'fine-tuning ({s.report_on} split, {s.report_note}): {metrics}')
+        keep_report(progress, label, records, seconds)
         return metrics
 
     def _judging_data(self, model):
@@ -278,7 +306,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
             stage, 0.0) + time.perf_counter() - started
         if report and self.settings.report_stages:
             progress.reported_stages[stage] = self._report_split(
-                f'after the {stage} stage')
+                f'after the {stage} stage', progress, stage)
         self._save(setup)
 
     def _save(self, setup):
@@ -310,7 +338,8 @@ class LayerwiseFinetuneLoop(BaseLoop):
             after={n: v[0] for n, v in after.items()})
         reported = None if reported_after is None else dict(
             split=s.report_on, untouched=not s.judges_report_split,
-            before=progress.reported_before, after=reported_after)
+            qann=progress.reported_qann, before=progress.reported_before,
+            after=reported_after)
         key = setup.judge.metric_key if setup.judge else s.metric_key
         write_report(self.runner, setup.model, s, progress, key, after,
                      extra=dict(judged_on=self.judged_on, reported_on=reported,

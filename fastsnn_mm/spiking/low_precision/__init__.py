@@ -12,11 +12,13 @@ pooled spikes are not fed by a neuron and stay float32.
 """
 from torch import nn
 
+from ...utils.modules import replace_modules
 from ..fold_bn import FoldedConv2d
+from .auto import AUTO, pick_spike_dtype, resolve_spike_dtype
 from .fast_paths import say_if_slow, slow_path_reason
 from .int_grid import IntGrid, find_int_grid, round_to_int_grid
 from .layers import FLOAT32, SpikeConv2d, SpikeInput, SpikeLinear
-from .options import SPIKE_DTYPES, check_spike_dtype
+from .options import SPIKE_DTYPE_CHOICES, SPIKE_DTYPES, check_spike_dtype
 from .trace import SpikeTrace
 
 #: layer types whose forward is the plain conv / linear of their
@@ -56,7 +58,7 @@ def use_spike_dtype(model: nn.Module, spike_dtype):
             names[id(layer)] = name
     for key, layer in new_for.items():
         trace.watch(layer, names[key])
-    _replace_everywhere(model, new_for)
+    replace_modules(model, lambda path, m: new_for.get(id(m)))
     param = next(model.parameters(), None)
     if param is not None:
         say_if_slow(param.device, spike_dtype)
@@ -71,7 +73,7 @@ def restore_float_layers(model: nn.Module) -> int:
         if isinstance(layer, SpikeInput):
             layer._trace.retire()
             new_for[id(layer)] = layer._float_layer
-    _replace_everywhere(model, new_for)
+    replace_modules(model, lambda path, m: new_for.get(id(m)))
     return len(new_for)
 
 
@@ -82,19 +84,9 @@ def spike_layers(model: nn.Module):
             if isinstance(layer, SpikeInput) and layer.runs_in is not None}
 
 
-def _replace_everywhere(model, new_for):
-    """Put ``new_for[id(old)]`` wherever ``model`` holds ``old`` (a module
-    may be registered under several parents)."""
-    if not new_for:
-        return
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if id(child) in new_for:
-                setattr(parent, name, new_for[id(child)])
-
-
 __all__ = ['SPIKE_DTYPES', 'check_spike_dtype', 'use_spike_dtype',
            'restore_float_layers', 'spike_layers', 'SpikeConv2d',
            'SpikeLinear', 'SpikeInput', 'SpikeTrace', 'IntGrid',
            'find_int_grid', 'round_to_int_grid', 'slow_path_reason',
-           'say_if_slow', 'FLOAT32']
+           'say_if_slow', 'FLOAT32', 'AUTO', 'SPIKE_DTYPE_CHOICES',
+           'pick_spike_dtype', 'resolve_spike_dtype']

@@ -31,13 +31,19 @@ SPIKE_DTYPES = {
 }
 
 
+#: every value a user may give: the dtypes, and 'auto' (the fastest exact
+#: one here, :mod:`.auto`)
+SPIKE_DTYPE_CHOICES = (*SPIKE_DTYPES, 'auto')
+
+
 def check_spike_dtype(spike_dtype, name: str = 'spike_dtype'):
-    """``spike_dtype`` if it is None or a key of :data:`SPIKE_DTYPES`, else
-    one :class:`~fastsnn_mm.errors.BadArgumentError` naming the choices
+    """``spike_dtype`` if it is None, 'auto' or a key of
+    :data:`SPIKE_DTYPES`, else one
+    :class:`~fastsnn_mm.errors.BadArgumentError` naming the choices
     (``name``: how the caller's user wrote the argument)."""
     if spike_dtype is None:
         return None
-    return check_choice(name, spike_dtype, list(SPIKE_DTYPES))
+    return check_choice(name, spike_dtype, list(SPIKE_DTYPE_CHOICES))
 
 
 def rounds_weights(spike_dtype) -> bool:
