@@ -83,7 +83,15 @@ def test_stock_config_trains_converts_and_compares(name, tiny_voc, tmp_path,
                                                    ('SNN', 3)]
     for row in rows:
         value = row[key]
-        assert value != value or 0 <= value <= 100  # nan: no boxes at all
+        # two iterations: near chance; nan only where a detector drew no box
+        assert 0 <= value <= 100 or (value != value and 'mAP' in key)
+    # the metrics of so short a run cannot tell a wrong SNN: its spike
+    # counts can, layer by layer, against the trained QANN's levels
+    with pytest.raises(SystemExit) as checked:
+        _run_tool('analysis_tools/check_conversion.py',
+                  [config, ckpt, '--input-size', 64, 64, *options],
+                  monkeypatch)
+    assert checked.value.code == 0
 
 
 # -- make_convertible ---------------------------------------------------------

@@ -31,6 +31,10 @@ from fastsnn_mm.errors import BadArgumentError
 from fastsnn_mm.quantization.call_sites import trace_input
 from fastsnn_mm.spiking.rules import NEURON_RULES
 from fastsnn_mm.utils.atomic import atomic_write
+from fastsnn_mm.utils.checkpoint_check import (
+    check_checkpoint_fits,
+    read_state_dict,
+)
 from fastsnn_mm.utils.launch import (
     add_common_args,
     check_task_packages,
@@ -104,8 +108,9 @@ def main(argv=None):
     model = build_model(cfg)
     batches = random_batches(model, args)
     if args.checkpoint:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        check_checkpoint_fits(model, args.checkpoint, 'test')
+        state, _ = read_state_dict(args.checkpoint)
+        model.load_state_dict(state, strict=False)  # fit checked above
     else:
         settle_untrained(model, batches)
     result = convert_and_check(model, batches, args.timesteps, args.neuron)
