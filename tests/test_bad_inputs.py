@@ -539,6 +539,50 @@ def test_tools_refuse_full_precision_checkpoint(run_tool, tiny_voc,
                      'QuantAlphaCalibrationHook')
 
 
+def test_tool_runs_in_one_process_log_to_their_own_streams(
+        tiny_voc, tmp_path, monkeypatch):
+    """Two in-process runs of a tool in the same second, each with streams
+    of its own that are closed after it (as pytest's capture of one test is
+    at its end). mmengine names a run's logger by config and second and
+    hands back an existing one of that name: before the tools released
+    theirs (``run_main``), the second run logged through the first run's
+    closed stdout, and stderr got ``--- Logging error ---`` and a traceback.
+    """
+    import contextlib
+    import io
+    import runpy
+    import time
+    import types
+
+    import mmengine.runner.runner as runner_module
+    from mmengine.logging import MMLogger
+    # every Runner made here gets the same second, as on a fast machine
+    monkeypatch.setattr(runner_module, 'time', types.SimpleNamespace(
+        time=time.time, localtime=time.localtime,
+        strftime=lambda fmt, t=None: '20240101_000000'))
+    monkeypatch.chdir(REPO)
+    loggers_before = set(MMLogger._instance_dict)
+    monkeypatch.setattr(sys, 'argv', [
+        'tools/train.py', CLS, '--work-dir', str(tmp_path / 'work'),
+        *_shrink(tiny_voc), 'model.quant.bits=9'])
+    runs = []
+    for _ in range(2):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as info:
+            runpy.run_path(osp.join(REPO, 'tools/train.py'),
+                           run_name='__main__')
+        runs.append((info.value.code, out.getvalue(), err.getvalue()))
+        out.close(), err.close()
+    for code, out, err in runs:
+        assert 'Logging error' not in err, err[-3000:]
+        _assert_one_line(code, err, 'bits must be an integer in 1..8')
+        # the run's logger wrote to this run's stdout (the check can fail)
+        assert 'System environment' in out, out[-500:]
+    assert set(MMLogger._instance_dict) == loggers_before  # none left over
+
+
 def test_tools_truncated_checkpoint_end_to_end(tiny_voc, tmp_path):
     """The same path in a process of its own: stderr holds one line."""
     bad = str(tmp_path / 'truncated.pth')

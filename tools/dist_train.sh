@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train CONFIG with N processes on this machine (PyTorch DDP via torchrun and
-# mmengine): NCCL with one GPU per process, gloo on CPU-only machines.
+# Train CONFIG with N processes on this machine (PyTorch DDP via mmengine,
+# started by tools/torchrun.sh): NCCL with one GPU per process, gloo on CPU.
 #
 #   tools/dist_train.sh CONFIG N [tools/train.py options]
 #

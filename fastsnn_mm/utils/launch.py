@@ -1,17 +1,23 @@
 """What tools/train.py and tools/test.py share: config loading, checks of
 data, packages and checkpoints before a run, one-line errors, and
 distributed start-up on machines without GPUs."""
+import contextlib
+import datetime
 import functools
 import importlib.util
+import logging
 import os
 import re
+import signal
 import sys
+import time
 
 import torch
 from mmengine.config import Config, DictAction
 
 from ..errors import FastSNNError, MissingPackageError
 from ..tasks import PIP_NAMES, TASK_WRAPPERS
+from .atomic import write_local_files_atomically
 
 
 def add_common_args(parser):
@@ -42,14 +48,90 @@ def one_line(err: BaseException) -> str:
 def run_main(main):
     """Run a tool's ``main``: errors a user can fix by changing their input
     (:class:`~fastsnn_mm.errors.FastSNNError`) end as one line on stderr
-    and exit code 2; anything else keeps its traceback (it is a bug)."""
+    and exit code 2; anything else keeps its traceback (it is a bug). The
+    mmengine instances the run made are released when it ends, however it
+    ends (see :func:`released_mm_instances`)."""
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
-        except FastSNNError as err:
-            fail(one_line(err))
+            with released_mm_instances():
+                try:
+                    result = main(*args, **kwargs)
+                except FastSNNError as err:
+                    fail(one_line(err))
+                except Exception as err:
+                    if not _lost_a_peer(err):
+                        raise
+                    _await_launcher_stop()
+                    fail(_collective_failed(err), code=1)
+            leave_process_group()
+            return result
+        except Stopped as stopped:
+            # the clean-up on the way up (a write's) has run; skip the
+            # interpreter's teardown (seconds of module and gloo destructors
+            # on a busy CPU) so the launcher sees this rank go at once
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(stopped.code)
+        except SystemExit:  # fail(): one line said, nothing in flight
+            leave_process_group()
+            raise
     return wrapped
+
+
+def _manager_classes():
+    """mmengine's process-wide registries of named instances: every
+    ``ManagerMixin`` subclass (MMLogger, MessageHub, Visualizer and the task
+    packages' visualizers, DefaultScope) keeps its own ``_instance_dict``."""
+    from mmengine.utils import ManagerMixin
+    found, todo = [], [ManagerMixin]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
+
+
+@contextlib.contextmanager
+def released_mm_instances():
+    """Forget the MMLoggers, MessageHubs, Visualizers and DefaultScopes made
+    inside the block when it ends, closing the loggers' handlers.
+
+    Why: a Runner names these ``<config>_<YYYYmmdd_HHMMSS>`` and takes them
+    with ``get_instance``, which hands back an existing instance of that
+    name. A second run of the same config in the same process within the
+    same second (a tool run in-process, as the tests do) therefore got the
+    first run's logger: its StreamHandler still wrote to the ``sys.stdout``
+    of the first run (pytest's capture stream, closed by then; logging
+    answers with ``--- Logging error ---`` and a traceback on stderr), its
+    FileHandler to the first run's log file, and its MessageHub carried the
+    first run's history. Released, each run builds its own; instances made
+    before the block (a caller's own) are left alone.
+    """
+    from mmengine.utils.manager import _accquire_lock, _release_lock
+    before = {cls: set(cls._instance_dict) for cls in _manager_classes()}
+    try:
+        yield
+    finally:
+        released = []
+        _accquire_lock()
+        try:
+            for cls in _manager_classes():
+                kept = before.get(cls, ())
+                for name in [n for n in cls._instance_dict if n not in kept]:
+                    released.append(cls._instance_dict.pop(name))
+        finally:
+            _release_lock()
+        for instance in released:
+            if isinstance(instance, logging.Logger):
+                for handler in list(instance.handlers):
+                    instance.removeHandler(handler)
+                    with contextlib.suppress(OSError, ValueError):
+                        handler.flush()
+                    handler.close()  # a log file's; never sys.stdout
 
 
 def require_package(package: str, why: str) -> None:
@@ -98,6 +180,8 @@ def load_config(args):
             fail(f'--cfg-options cannot be applied to {args.config}: '
                  f'{one_line(err)}'.replace('"', ''))
     cfg.launcher = args.launcher
+    # checkpoints and dumps whole or not there, should the run be killed
+    write_local_files_atomically()
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -154,17 +238,27 @@ def setup_distributed(cfg):
     start the gloo process group here (the Runner then skips its own
     ``init_dist``) and let DDP run without devices, with the wrapper
     settings mmengine would pick (``broadcast_buffers=False``,
-    ``find_unused_parameters`` from the config).
+    ``find_unused_parameters`` from the config). gloo's timeout is bounded
+    (:func:`gloo_timeout`), and SIGTERM ends a rank cleanly
+    (:func:`stop_on_sigterm`).
     """
-    if cfg.launcher == 'none' or torch.cuda.is_available():
+    global _STARTED_GROUP
+    if cfg.launcher == 'none':
+        return
+    stop_on_sigterm()
+    import torch.distributed as dist
+    # this run starts the group (here on CPU, in the Runner on GPUs)
+    _STARTED_GROUP = _STARTED_GROUP or not dist.is_initialized()
+    if torch.cuda.is_available():
         return
     if cfg.launcher != 'pytorch':
         fail(f'--launcher {cfg.launcher} needs GPUs (mmengine binds each '
              'process to one); on CPU start the processes with '
-             'tools/dist_train.sh or tools/dist_test.sh (torchrun)')
-    import torch.distributed as dist
+             'tools/dist_train.sh or tools/dist_test.sh')
     if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
+        dist.init_process_group(backend='gloo',
+                                timeout=datetime.timedelta(
+                                    seconds=gloo_timeout(cfg)))
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
@@ -176,6 +270,125 @@ def setup_distributed(cfg):
               'GPUs; on CPU each process keeps its own BN statistics',
               file=sys.stderr)
         cfg.sync_bn = None
+
+
+#: seconds a CPU (gloo) rank waits in a collective for a peer that is alive
+#: but silent, unless the config's ``env_cfg.dist_cfg.timeout`` says
+#: otherwise (gloo's own default is 30 minutes). A peer that dies is
+#: noticed at once by tools/launch_ranks.py; this bounds a hung one. It
+#: must outlast the longest step one rank takes alone while the others wait
+#: (rank 0 computing a metric over a whole val split, writing a checkpoint),
+#: which on CPU can take minutes: hence 300, not less.
+GLOO_TIMEOUT_S = 300
+
+#: set in each rank by tools/launch_ranks.py (the launcher's pid); the same
+#: name as its ``LAUNCHER_ENV`` (tools/ is not importable from here)
+LAUNCHER_ENV = 'FASTSNN_LAUNCHER_PID'
+
+#: how long a rank whose collective failed waits for the launcher's SIGTERM
+#: (it comes within milliseconds when a peer died) before it reports the
+#: error itself
+AWAIT_STOP_S = 5.0
+
+
+def gloo_timeout(cfg) -> float:
+    """The gloo collective timeout in seconds: ``env_cfg.dist_cfg.timeout``
+    (mmengine's own setting, in seconds) or :data:`GLOO_TIMEOUT_S`."""
+    dist_cfg = (cfg.get('env_cfg') or {}).get('dist_cfg') or {}
+    timeout = dist_cfg.get('timeout', GLOO_TIMEOUT_S)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) \
+            or timeout <= 0:
+        fail(f'env_cfg.dist_cfg.timeout must be a number of seconds > 0, '
+             f'got {timeout!r}')
+    return float(timeout)
+
+
+#: whether :func:`setup_distributed` saw this process start its group
+_STARTED_GROUP = False
+
+
+def leave_process_group():
+    """Destroy the process group this run started, before the interpreter
+    exits.
+
+    Why: the tools never did, and neither does mmengine. Left to the
+    interpreter's teardown, the group's destructor can run after the
+    interpreter is gone (torch 2.14's ``destroy_process_group`` says so of
+    pending work: "grabbing the GIL ... will crash"), and the rank dies
+    with SIGABRT after its work is done. That is the likely source of the
+    "terminate called without an active exception" aborts that
+    tests/test_distributed.py runs again: with log_level WARNING the last
+    lines on stderr before such an abort are DDP's warnings from wrapping
+    the model, so one at exit reads as one at start-up. (Not reproduced
+    here, in about 60 two-process runs with torch 2.14.1.)
+    """
+    global _STARTED_GROUP
+    if not _STARTED_GROUP:
+        return
+    _STARTED_GROUP = False
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def stop_on_sigterm():
+    """Make SIGTERM end this rank with :class:`Stopped` (a ``SystemExit``,
+    code 143) instead of on the spot.
+
+    The launcher (tools/launch_ranks.py, or torchrun) stops the surviving
+    ranks with SIGTERM when one dies. An exception lets a write in progress
+    finish or clean up (:func:`~fastsnn_mm.utils.atomic.atomic_write`
+    removes its temporary file; a checkpoint mmengine writes in one call is
+    whole or not started), where the default action could leave it
+    half-written. No traceback: SystemExit prints none; :func:`run_main`
+    then exits at once. Only in the main thread (where Python runs signal
+    handlers)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM: at once
+        raise Stopped(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+
+
+class Stopped(SystemExit):
+    """SIGTERM, raised in the main thread by :func:`stop_on_sigterm`."""
+
+
+def _lost_a_peer(err: BaseException) -> bool:
+    """An error of a collective (a peer rank gone or silent) in a rank that
+    tools/launch_ranks.py started."""
+    if not os.environ.get(LAUNCHER_ENV):
+        return False
+    import torch.distributed as dist
+    if isinstance(err, getattr(dist, 'DistError', ())):
+        return True
+    return isinstance(err, RuntimeError) and 'gloo' in str(err).lower()
+
+
+def _collective_failed(err: BaseException) -> str:
+    """The one line of a rank whose collective failed and whose launcher
+    did not stop it: a peer hangs (gloo's timeout ran out) or the link
+    broke."""
+    rank = os.environ.get('RANK', '?')
+    return (f'rank {rank}: a collective with the other ranks failed '
+            f'({one_line(err)}): a peer rank hangs, or the connection to it '
+            'broke; if a rank works alone for longer than that (rank 0 '
+            'computing a metric), raise env_cfg.dist_cfg.timeout (seconds, '
+            f'default {GLOO_TIMEOUT_S})')
+
+
+def _await_launcher_stop():
+    """A collective failed: if a peer died, the launcher has seen it and its
+    SIGTERM (a ``SystemExit`` here, :func:`stop_on_sigterm`) is on its way;
+    wait for it so that the launcher's one line says what happened, not a
+    traceback of this rank's. If none comes (a peer hangs: no rank died),
+    return: the rank says so in one line."""
+    deadline = time.monotonic() + AWAIT_STOP_S
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def find_resumable_checkpoint(work_dir: str):
