@@ -36,6 +36,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import FastSNNError
 from ..quantization import QuantReLU
 from ..quantization.calibration import calibrate_alpha
 from ..spiking import IFNeuron, convert_to_snn
@@ -43,6 +44,12 @@ from ..spiking.functional import flatten_outputs, if_loop, qann_level
 from ..spiking.run_state import timestep_run
 from ..utils.modules import eval_mode
 from .layer_stats import _CallSites, _hooks, default_timesteps, path_of
+
+
+class NonFiniteQANNError(FastSNNError, ValueError):
+    """The reference itself holds NaN or Inf (a random deep net that
+    overflowed, clips calibrated on such values)."""
+
 
 #: verdicts of a layer, best first
 VERDICTS = ('exact', 'tie', 'timing', 'inherited', 'wrong')
@@ -66,6 +73,14 @@ def _qann_pass(qann, x):
 
     with torch.no_grad(), _hooks(root, QuantReLU, keep):
         outs = path(x)
+    bad = [n for n, (_, q, alpha) in acts.items()
+           if not math.isfinite(alpha) or not torch.isfinite(q).all()]
+    if bad:
+        raise NonFiniteQANNError(
+            f'the QANN itself is not finite at {len(bad)} activation(s) '
+            f'({", ".join(bad[:3])}): its clips or activations hold NaN or '
+            'Inf, so there is nothing to compare the SNN with; load a '
+            'trained checkpoint or calibrate the clips on real inputs')
     return acts, outs
 
 

@@ -22,13 +22,17 @@ import traceback
 import torch
 
 from ..errors import UnconvertibleModelError
-from .conversion_check import convert_and_check, settle_untrained
+from .conversion_check import (
+    NonFiniteQANNError,
+    convert_and_check,
+    settle_untrained,
+)
 
 #: package -> (model types our wrapper stands in for, the wrapper, the side
 #: of the random images)
 PACKAGES = {
     'mmpretrain': (('ImageClassifier', ), 'FastSNNImageClassifier', 32),
-    'mmdet': (None, 'FastSNNSingleStageDetector', 128),
+    'mmdet': (None, 'FastSNNSingleStageDetector', 64),
     'mmseg': (('EncoderDecoder', ), 'FastSNNEncoderDecoder', 64),
 }
 #: what a single-stage detector may override and still run on our wrapper
@@ -36,7 +40,7 @@ _DET_OVERRIDES = {'loss', 'predict', '_forward', 'extract_feat', 'forward'}
 #: outcomes, in the order a config gets through them
 OUTCOMES = ('not covered', 'config error', 'build failed',
             'refused before QAT', 'run failed', 'refused by converter',
-            'checked equal', 'wrong')
+            'conversion failed', 'checked equal', 'wrong')
 
 
 def zoo_configs(package):
@@ -160,8 +164,8 @@ def check_model_cfg(package, model_cfg, seed=0, timeout=300):
         side = PACKAGES[package][2]
         g = torch.Generator().manual_seed(seed)
         x = [torch.randn(2, 3, side, side, generator=g)]
-        settle_untrained(model, x)
-        step = 'refused by converter'
+        settle_untrained(model, x, passes=1)
+        step = 'conversion failed'
         result = convert_and_check(model, x)
         record['outcome'] = 'checked equal' if result['ok'] else 'wrong'
         kinds = {}
@@ -173,6 +177,9 @@ def check_model_cfg(package, model_cfg, seed=0, timeout=300):
             for r in result['layers'] if r['verdict'] == 'wrong'][:5]
         record['outputs_rel_error'] = [round(o['rel_error'], 4)
                                        for o in result['outputs']]
+    except NonFiniteQANNError as err:  # the random net overflowed
+        record['outcome'] = 'run failed'
+        record['detail'] = _first_line(err)
     except UnconvertibleModelError as err:
         record['outcome'] = ('refused before QAT' if step == 'build failed'
                              else 'refused by converter')
@@ -198,8 +205,7 @@ def summarize(records):
     for r in records:
         pkg = counts.setdefault(r['package'], dict.fromkeys(OUTCOMES, 0))
         pkg[r['outcome']] += 1
-        if r['outcome'] in ('refused before QAT', 'refused by converter',
-                            'wrong', 'build failed', 'run failed'):
+        if r['outcome'] not in ('not covered', 'checked equal'):
             key = (r['package'], r['outcome'], r['detail'][:90])
             reasons[key] = reasons.get(key, 0) + 1
     return counts, reasons
