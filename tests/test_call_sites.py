@@ -21,17 +21,23 @@ CALL_SITES = 17
 
 
 def mm_classifier(per_call_site=True, with_cp=False):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
 
     import fastsnn_mm  # noqa: F401  (registers the wrapper)
-    return MODELS.build(dict(
-        type='FastSNNImageClassifier',
-        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
-                      base_channels=8, out_indices=(3, ), with_cp=with_cp),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=4, in_channels=64,
-                  loss=dict(type='CrossEntropyLoss')),
-        quant=dict(bits=3, per_call_site=per_call_site)))
+
+    # an earlier test (test_chains.py) may leave another package's scope
+    # as the default
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='FastSNNImageClassifier',
+            backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8,
+                          base_channels=8, out_indices=(3, ),
+                          with_cp=with_cp),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=4, in_channels=64,
+                      loss=dict(type='CrossEntropyLoss')),
+            quant=dict(bits=3, per_call_site=per_call_site)))
 
 
 def randomised(model, seed=0):
@@ -120,18 +126,22 @@ def test_shared_form_checkpoint_loads_with_a_log_line(tmp_path, logged):
     assert len(lines) == 1 and 'backbone.layer1.0.relu' in lines[0], logged
     relu = split.backbone.layer2[1].relu
     shared_alpha = shared.backbone.layer2[1].relu.alpha
+    # copies of one clip
     assert all(torch.equal(s.alpha, shared_alpha) for s in relu.sites)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
+        # same convs, batch and clips: the same sums
         assert torch.equal(split(x), shared(x))  # same clips, same bits
         a = convert_to_snn(split, timesteps=5)(x)
         b = convert_to_snn(shared, timesteps=5)(x)
+    # the same SNN, plan and batch: the same sums
     assert torch.equal(a, b)
     # an SNN checkpoint of the shared form (thresholds) loads as well
     snn_state = convert_to_snn(shared, timesteps=7).state_dict()
     fresh = mm_classifier().eval()
     fresh.load_state_dict(snn_state)
     with torch.no_grad():
+        # the same weights and clips, the same batch: the same sums
         assert torch.equal(fresh(x), shared(x))
 
 
@@ -190,5 +200,6 @@ def test_sequential_repeating_a_module_gets_a_site_per_position():
     assert split_call_sites(net, lambda: net(x)) == {'1': 2}
     assert net[1] is net[3] and isinstance(net[1], CallSiteActivation)
     net[1].sites[1].alpha.data.fill_(0.5)
+    # a copy run on the same batch: the same sums
     assert torch.equal(copy.deepcopy(net)(x), net(x))  # routing survives
     assert not torch.equal(net(x), before)  # the second site's own clip

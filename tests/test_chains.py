@@ -207,6 +207,7 @@ def test_imagenet_start_builds_from_a_local_torchvision_file(name, tmp_path):
     assert report['missing'] == [] and report['shape_mismatch'] == []
     ours = model.backbone.state_dict()
     assert len(report['loaded']) > 0.8 * len(ours)
+    # loaded tensors are copies of the checkpoint's: equal bits
     if 'stem.0.0.weight' in ours:  # ResNet: the stem is the ImageNet one
         assert torch.equal(ours['stem.0.0.weight'], sd['conv1.weight'])
         assert torch.equal(ours['stem.0.1.running_var'],

@@ -10,6 +10,7 @@ import os
 
 import pytest
 import torch
+from float_order import dyadic_input, make_dyadic
 from test_converter import SmallResNet, randomised
 from torch import nn
 
@@ -112,10 +113,13 @@ def test_no_host_read_in_the_neuron_on_non_cpu_paths(monkeypatch):
 
 # -- dtypes ------------------------------------------------------------------
 
+@pytest.mark.float_order
 def test_float64_model_end_to_end():
-    net = randomised(SmallResNet(bits=2)).double()
+    net = SmallResNet(bits=2).double()
     quantize_model(net, bits=2, weight=dict(type='apot', bits=4))
-    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    # dyadic (APoT clips included): plans sum in other orders, exactly
+    net = make_dyadic(net)
+    x = dyadic_input((3, 3, 16, 16), dtype=torch.float64)
     with torch.no_grad():
         qann = net(x)
     quant = [t for m in net.modules() if isinstance(m, QuantReLU)
@@ -130,6 +134,7 @@ def test_float64_model_end_to_end():
     assert whole.dtype == torch.float64
     assert {t.dtype for t in tensors_of(folded) if t.is_floating_point()} \
         == {torch.float64}
+    # dyadic: exact in any float order
     assert torch.equal(whole, chunked) and torch.equal(whole, streaming)
 
 
@@ -139,21 +144,26 @@ def test_converted_model_moved_to_float64_matches_float64_conversion():
     with torch.no_grad():
         moved = convert_to_snn(net).to(torch.float64)(x.double())
         direct = convert_to_snn(net.double())(x.double())
+    # the same float64 values (float32 -> float64 is exact), the same plan
+    # and batch: the same sums
     assert moved.dtype == torch.float64 and torch.equal(moved, direct)
 
 
+@pytest.mark.float_order
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_converted_model_in_half_precision_runs(dtype):
-    net = randomised(SmallResNet(bits=2))
+    # dyadic: every value short enough for the dtype, every conv sum exact
+    # in its float32 accumulator and rounded once: any order, same bits
+    net = make_dyadic(SmallResNet(bits=2))
     snn = convert_to_snn(net).to(dtype)
-    x = torch.randn(2, 3, 16, 16, dtype=dtype)
+    x = dyadic_input((2, 3, 16, 16), dtype=dtype)
     with torch.no_grad():
         folded = snn(x)
         streaming = convert_to_snn(snn, mode='streaming')(x)
     assert folded.dtype == dtype and torch.isfinite(folded).all()
     assert all(n.theta.dtype == dtype for n in snn.module.modules()
                if hasattr(n, 'theta'))
-    assert torch.equal(folded, streaming)
+    assert torch.equal(folded, streaming)  # dyadic: exact in any order
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
@@ -255,11 +265,13 @@ def test_gpu_streaming_plan_slices_only_past_free_memory():
         PassPlan(1, 12, 1)
 
 
+@pytest.mark.float_order
 def test_gpu_plan_drives_the_runner(monkeypatch, free_memory_policy):
     """The plan a GPU-like device gets is what the runner runs: passes
     counted at the first layer, spikes the same for every plan."""
-    net = randomised(SmallResNet(bits=3))
-    x = torch.randn(4, 3, 16, 16)
+    # dyadic: 1-step chunks and one fold sum convs in other orders, exactly
+    net = make_dyadic(SmallResNet(bits=3))
+    x = dyadic_input((4, 3, 16, 16))
     snn = convert_to_snn(net, timesteps=7)
     batches = []
     snn.module.backbone.register_forward_hook(
@@ -279,7 +291,7 @@ def test_gpu_plan_drives_the_runner(monkeypatch, free_memory_policy):
         gpu = snn(x)
     assert cpu_batches == [4] * 7
     assert plans == [PassPlan(7, None, 7)] and batches == [4]
-    assert torch.equal(cpu, gpu)
+    assert torch.equal(cpu, gpu)  # dyadic: exact in any float order
 
 
 def test_neuron_only_runs_the_steps_it_is_handed():
@@ -330,6 +342,7 @@ def test_cuda_convert_a_model_already_on_the_gpu(exact_cuda, mode, chunk):
         out = snn(x)
         moved = convert_to_snn(cpu_net, mode=mode,
                                time_chunk=chunk).to(exact_cuda)(x)
+    # the same device, plan and batch, deterministic cuDNN: the same sums
     assert out.is_cuda and torch.equal(out, moved)
 
 
@@ -349,6 +362,7 @@ def test_cuda_triton_equals_reference(exact_cuda, dtype, signed):
             ref = if_loop(inp, theta, signed, constant, T) * theta
             out = triton_if.if_folded(inp, theta, signed, constant, T,
                                       neg_threshold(theta))
+            # elementwise: the kernel repeats the reference's operations
             assert torch.equal(ref, out), (T, constant)
         v1, c1 = new_state(x[0], theta, signed, T)
         v2, c2 = new_state(x[0], theta, signed, T)
@@ -356,7 +370,7 @@ def test_cuda_triton_equals_reference(exact_cuda, dtype, signed):
                            for t in range(T)])
         out = triton_if.if_stateful(v2, c2, x.clone(), theta, signed, False,
                                     T, neg_threshold(theta), True)
-        assert torch.equal(ref, out) and torch.equal(v1, v2)
+        assert torch.equal(ref, out) and torch.equal(v1, v2)  # elementwise
 
 
 @pytest.mark.cuda
@@ -370,6 +384,7 @@ def test_cuda_network_triton_equals_reference(exact_cuda, monkeypatch,
         fast = snn(x)
         monkeypatch.setenv('FASTSNN_IF_KERNEL', '0')
         slow = snn(x)
+    # same plan and batch: the same sums; the neuron update elementwise
     assert fast.dtype == dtype and torch.equal(fast, slow)
 
 
@@ -395,11 +410,11 @@ def test_cuda_kernels_run_on_the_tensors_own_gpu(exact_cuda, monkeypatch):
     theta = torch.tensor([0.7], device=second)
     ref = if_loop(x, theta, True, False, 7) * theta
     out = triton_if.if_folded(x, theta, True, False, 7, neg_threshold(theta))
-    assert out.device == second and torch.equal(out, ref)
+    assert out.device == second and torch.equal(out, ref)  # elementwise
     alpha = torch.tensor([1.3], device=second)
     q = quant_relu(x, alpha, 7)
     monkeypatch.setenv('FASTSNN_QUANT_RELU_KERNEL', '0')
-    assert torch.equal(q, quant_relu(x, alpha, 7))
+    assert torch.equal(q, quant_relu(x, alpha, 7))  # elementwise
     net = randomised(SmallResNet(bits=3))
     snn = convert_to_snn(net).to(second)
     images = torch.randn(4, 3, 16, 16, device=second, generator=g)
@@ -407,6 +422,7 @@ def test_cuda_kernels_run_on_the_tensors_own_gpu(exact_cuda, monkeypatch):
         fast = snn(images)
         monkeypatch.setenv('FASTSNN_IF_KERNEL', '0')
         slow = snn(images)
+    # same device, plan and batch: the same sums
     assert fast.device == second and torch.equal(fast, slow)
     assert torch.cuda.current_device() == 0
 

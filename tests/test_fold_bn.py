@@ -21,6 +21,7 @@ def test_every_resnet_conv_bn_pair_is_folded_and_keys_unchanged():
     assert len(folded) == len(bns) > 0  # stem, blocks and shortcuts
     a, b = snn.state_dict(), plain.state_dict()
     assert a.keys() == b.keys()
+    # the same tensors (folding computes at run time)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # an SNN checkpoint still loads into the QANN
     net.load_state_dict({k: v for k, v in a.items()
@@ -42,6 +43,7 @@ def test_unfolded_when_training_or_with_autograd():
     x = torch.randn(2, 3, 16, 16)
     snn, plain = convert_to_snn(net, fold_bn=True), convert_to_snn(net)
     # with autograd on (layer-wise fine-tuning), conv and BN run as they are
+    # both unfolded, the same plan and batch: the same sums
     assert torch.equal(snn(x), plain(x))
 
 

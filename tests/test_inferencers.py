@@ -116,6 +116,7 @@ def test_inferencer_runs_qann_and_snn(task, tiny_voc, tmp_path):
     qann.model.to_snn(timesteps=3)
     again = prediction(predict(qann, img))
     for a, b in zip(snn_pred, again):
+        # the same SNN, plan and image: the same sums
         assert torch.equal(a, b)
     assert len(qann_pred) == len(snn_pred)
 

@@ -126,6 +126,7 @@ def test_toy_rule_reference_against_the_hand_loop(toy):
     x = torch.randn(5, 3, 7) * 0.8
     theta = torch.tensor([0.9])
     spikes = if_loop(x, theta, toy, False, 5)
+    # elementwise, the same operations in time order: integer counts
     assert torch.equal(spikes.sum(0), hand_counts(x, 0.9, False, 5))
     # the dispatch falls back to the same loop
     assert torch.equal(if_folded(x, theta, TOY, False, 5), spikes * theta)
@@ -148,6 +149,7 @@ def test_register_refuses_a_duplicate_and_a_bad_rule(toy):
     assert 'test_countless' not in NEURON_RULES
 
 
+@pytest.mark.float_order
 def test_toy_rule_converts_and_every_plan_gives_the_same_bits(
         toy, monkeypatch):
     net = dyadic(SmallResNet(bits=2))
@@ -165,6 +167,7 @@ def test_toy_rule_converts_and_every_plan_gives_the_same_bits(
         chunked = convert_to_snn(net, neuron=TOY, time_chunk=2)
         streaming = convert_to_snn(net, neuron=TOY, mode='streaming')
         out = folded(x)
+        # dyadic: exact in any float order
         assert torch.equal(chunked(x), out)
         assert torch.equal(streaming(x), out)
     # the rule matters: the signed SNN answers otherwise
@@ -206,6 +209,7 @@ def test_toy_neurons_follow_the_rule_site_by_site(toy):
     for steps, constant, spikes, theta in seen:
         assert set(spikes.unique().tolist()) <= {0.0, 1.0}
         count = spikes.sum(0)
+        # the neuron's own inputs replayed elementwise: integer counts
         assert torch.equal(count, hand_counts(steps, theta, constant, T))
         fired += int(count.sum())
     assert fired > 0
@@ -231,6 +235,7 @@ def test_toy_neurons_size_their_state_and_survive_copies(toy):
     back = convert_to_snn(toy_snn, neuron='signed')
     assert all(type(n) is SignedIFNeuron for n in neurons_of(back))
     with torch.no_grad():
+        # a copy of the same SNN, plan and batch: the same sums
         assert torch.equal(again(x), toy_snn(x))
 
 

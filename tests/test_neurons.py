@@ -32,6 +32,7 @@ def test_constant_input_count_equals_qann_level(bits, neuron_cls):
     x = torch.linspace(-alpha, 2 * alpha, 997)
     level = (q(x) / alpha * L).round()
     counts = spike_counts(neuron_cls, x.expand(L, -1), alpha, L)
+    # integer counts and levels
     assert torch.equal(counts, level)
 
 
@@ -68,6 +69,7 @@ def test_reference_loop_constant_equals_repeated():
     x = torch.randn(3, 4)
     a = if_loop(x, torch.tensor(0.7), True, True, 5)
     b = if_loop(x.expand(5, 3, 4).clone(), torch.tensor(0.7), True, False, 5)
+    # elementwise, the same operations: the same bits
     assert torch.equal(a, b)
 
 

@@ -71,6 +71,7 @@ def test_torchvision_resnet_fills_every_tensor(depth, tmp_path, logged):
             continue
         head, _, rest = key.partition('.')
         mine = f'{rename[head]}.{rest}' if head in rename else key
+        # loaded: a copy of the checkpoint tensor
         assert torch.equal(ours[mine], value), key
         filled.add(mine)
     assert filled == set(ours)  # every backbone tensor, stem included
@@ -94,6 +95,7 @@ def test_max_pool_stand_in_and_clips_are_listed(tmp_path, logged):
     net.init_weights()
     w = net.stem[1][0].weight
     eye = torch.eye(64)[:, :, None, None].expand(-1, -1, 3, 3) / 9
+    # the stand-in is built as eye / 9: the same elementwise op
     assert torch.equal(w, eye)
     assert net.pretrained_report['missing'] == []
     msg, _ = logged[-1]
@@ -148,6 +150,7 @@ def test_mmpretrain_resnet_fills_every_tensor(prefix, tmp_path, logged):
         head, _, rest = key.partition('.')
         mine = {'conv1': 'stem.0.0', 'bn1': 'stem.0.1'}.get(head)
         mine = f'{mine}.{rest}' if mine else key
+        # loaded: a copy of the checkpoint tensor
         assert torch.equal(ours[mine], value), key
         filled.add(mine)
     assert filled == set(ours)
@@ -171,6 +174,7 @@ def test_mmpretrain_resnet_v1d_shortcuts_map_and_deep_stem_is_listed(
     # the shortcut conv / BN sit behind an average pool in both
     for key in ('layer2.0.downsample.1.weight',
                 'layer3.0.downsample.2.running_var'):
+        # loaded: a copy of the checkpoint tensor
         assert torch.equal(ours[key], theirs[key])
     report = net.pretrained_report
     assert all(k.startswith('stem.0.') for k in report['missing'])
@@ -228,6 +232,7 @@ def test_torchvision_vgg11_maps_conv_by_conv(batch_norm, tmp_path, logged):
     ours = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == len(ours) == 8
     for a, b in zip(convs, ours):
+        # loaded: a copy of the checkpoint tensor
         assert torch.equal(a.weight, b.weight)
     # biases folded into the BNs: same outputs, max-pool -> 2x2 average
     ref = vgg_reference(feats, lambda: nn.AvgPool2d(2, 2)).eval()
@@ -267,6 +272,7 @@ def test_vgg9_takes_the_first_seven_convs_of_vgg16(tmp_path, logged):
     net.init_weights()
     convs = [m for m in feats if isinstance(m, nn.Conv2d)][:7]
     ours = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    # loaded: copies of the checkpoint tensors
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(convs, ours))
     report = net.pretrained_report
     assert report['missing'] == []
@@ -291,6 +297,7 @@ def test_own_layout_loads_too_and_tiny_yolo_takes_only_that(tmp_path,
                     init_cfg=pretrained(path, prefix='backbone.'))
     net.init_weights()
     for key, value in src.state_dict().items():
+        # loaded: a copy of the checkpoint tensor
         assert torch.equal(net.state_dict()[key], value), key
     report = net.pretrained_report
     assert report['layout'] == 'QTinyYOLO' and report['missing'] == []

@@ -53,8 +53,10 @@ def test_float32_path_unchanged():
         rq, ra, inside, d_alpha = reference(x.detach(), m.alpha.detach(),
                                             levels)
         assert q.dtype == torch.float32
+        # elementwise, the same operations: the same bits
         assert torch.equal(q, rq)
         assert torch.equal(x.grad, g * inside.float())
+        # the same torch sum on the same tensor as the backward's
         assert torch.equal(m.alpha.grad, (g * d_alpha).sum().reshape(1))
 
 
@@ -63,6 +65,7 @@ def test_float64_model_stays_float64():
     x = hard_inputs(7).double()
     q = m(x)
     assert q.dtype == torch.float64
+    # elementwise, the same operations: the same bits
     assert torch.equal(q, reference(x, m.alpha.detach(), 7)[0])
 
 
@@ -83,6 +86,7 @@ def test_autocast_bfloat16_levels_exact_and_loss_finite():
     a = net[1].alpha.detach()
     step = a / 7
     k = torch.floor(torch.clamp(conv_out.float() / a, 0, 1) * 7 + 0.5)
+    # elementwise recomputation of the same levels
     assert torch.equal(q, k * step)  # every value exactly k * alpha / 7
     assert ((k >= 0) & (k <= 7)).all() and len(k.unique()) > 3
     loss.backward()
@@ -98,6 +102,7 @@ def test_bfloat16_input_gradients_match_float32_arithmetic():
     g = torch.randn(q.shape)
     q.backward(g)
     rq, _, inside, d_alpha = reference(x.detach().float(), alpha.detach(), 7)
+    # elementwise, the same operations: the same bits
     assert torch.equal(q, rq)
     assert x.grad.dtype == torch.bfloat16
     assert torch.equal(x.grad, (g * inside.float()).to(torch.bfloat16))
@@ -131,6 +136,7 @@ INTERPRETER_SCRIPT = textwrap.dedent('''
             rq = _QuantReLUFn.apply(xr, ar, levels)
             rq.backward(g)
             if x.dtype == torch.float32:
+                # elementwise: the same bits
                 same = torch.equal(gx, xr.grad)
             else:  # the interpreter's own float32 -> bfloat16 cast rounds
                 # otherwise than the GPU's (round to nearest even, as
@@ -144,6 +150,7 @@ INTERPRETER_SCRIPT = textwrap.dedent('''
                 failures.append(f'{{name}}: grad_x dtype')
             if not torch.allclose(ga, ar.grad, rtol=1e-5, atol=1e-5):
                 failures.append(f'{{name}}: grad_alpha {{ga}} vs {{ar.grad}}')
+        # elementwise: the same bits
         if q.dtype != rq.dtype or not torch.equal(q, rq):
             failures.append(f'{{name}}: forward differs')
 
@@ -176,6 +183,7 @@ INTERPRETER_SCRIPT = textwrap.dedent('''
     gx, ga = k.quant_relu_backward(x, g, nan, 7)
     xr, ar = x.clone().requires_grad_(), nan.clone().requires_grad_()
     _QuantReLUFn.apply(xr, ar, 7).backward(g)
+    # NaN alpha: zero gradients everywhere, exact in any order
     if not (torch.equal(gx, xr.grad) and torch.equal(ga, ar.grad)):
         failures.append('NaN alpha: gradients differ from torch')
     print('FAILURES:', failures)
@@ -215,6 +223,7 @@ def test_cuda_kernel_matches_torch_path(dtype, monkeypatch):
             grads[kernel] = (q, xi.grad, m.alpha.grad)
         (q1, gx1, ga1), (q0, gx0, ga0) = grads['1'], grads['0']
         assert q1.dtype == q0.dtype == torch.float32
+        # elementwise kernels on one device: the same bits
         assert torch.equal(q1, q0)
         assert torch.equal(gx1, gx0) and gx1.dtype == dtype
         assert torch.allclose(ga1, ga0, rtol=1e-5, atol=1e-5)

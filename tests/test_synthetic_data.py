@@ -111,6 +111,7 @@ def test_segmentation_dataset_matches_truth(synthetic):
     for i, rec in enumerate(truth['val']):
         mask = np.array(Image.open(ds.get_data_info(i)['seg_map_path']))
         if i == 0:
+            # integer class ids
             assert (mask == gt).all()
         assert set(np.unique(mask)) <= set(range(len(ds.metainfo['classes'])))
         for label in {o['label'] for o in rec['objects']}:

@@ -103,6 +103,7 @@ def _fresh(dtype, signed, constant, T, device='cpu'):
     ref = if_loop(x, theta, signed, constant, T) * theta
     out = triton_if.if_folded(x, theta, signed, constant, T,
                               neg_threshold(theta))
+    # elementwise: the kernel repeats the reference's operations
     return torch.equal(ref, out) and ref.dtype == out.dtype
 
 
@@ -123,6 +124,7 @@ def _stateful(dtype, signed, T, device='cpu'):
         out = triton_if.if_stateful(v2, c2, x[t:t + steps].contiguous(),
                                     theta, signed, False, steps,
                                     neg_threshold(theta))
+        # elementwise, in order: the same bits (counts: integers)
         same &= torch.equal(ref, out) and torch.equal(v1, v2)
         if signed:
             same &= torch.equal(c1, c2)
@@ -141,6 +143,7 @@ def _in_place_folded(device='cpu'):
         y = x.clone()
         out = triton_if.if_folded(y, theta, signed, False, 4,
                                   neg_threshold(theta), True)
+        # elementwise: in place or not, the same bits
         ok &= out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
     return ok
 
@@ -159,6 +162,7 @@ def _in_place_stateful(device='cpu'):
                                   neg_threshold(theta))
         b = triton_if.if_stateful(v2, c2, y, theta, signed, False, 4,
                                   neg_threshold(theta), True)
+        # elementwise: in place or not, the same bits
         ok &= b.data_ptr() == y.data_ptr() and torch.equal(a, b)
         ok &= torch.equal(v1, v2)
     return ok
@@ -179,6 +183,7 @@ def _stateful_constant(dtype, device='cpu'):
                                for _ in range(steps)])
             out = triton_if.if_stateful(v2, c2, x, theta, signed, True,
                                         steps, neg_threshold(theta))
+            # elementwise, in order: the same bits (counts: integers)
             ok &= torch.equal(ref, out) and torch.equal(v1, v2)
             if signed:
                 ok &= torch.equal(c1, c2)
@@ -216,6 +221,7 @@ def _strided(device='cpu'):
     calls, undo = _counting_launches()
     try:
         ref = if_loop(steps, theta, True, False, 3) * theta
+        # elementwise: a contiguous copy, then the same operations
         ok &= torch.equal(if_folded(steps, theta, True, False, 3), ref)
         v, c = new_state(steps[0], theta, True, 3)
         ok &= torch.equal(if_stateful(v, c, steps, theta, True, False, 3),
@@ -277,6 +283,7 @@ def _network(mode, time_chunk=None, hooks=False, device='cpu'):
             os.environ.pop('FASTSNN_IF_KERNEL', None)
         else:
             os.environ['FASTSNN_IF_KERNEL'] = before
+    # same plan and batch: the same sums; neurons elementwise
     return bool(calls) and torch.equal(fast, slow) and \
         (not hooks or all(seen))
 
