@@ -34,7 +34,8 @@ def test_hook_converts_after_train(tiny_voc, tmp_path):
     runner.train()
     assert _has_neurons(runner.model)
     assert runner.model.snn_cfg == dict(timesteps=7, neuron='unsigned',
-                                        mode='folded', time_chunk=None)
+                                        mode='folded', time_chunk=None,
+                                        spike_dtype=None)
     assert osp.isfile(osp.join(tmp_path, 'snn_unsigned_T7.pth'))
 
 
@@ -178,11 +179,13 @@ def test_one_snn_checkpoint_layout_and_old_ones_still_read(tiny_voc,
     meta = torch.load(path, weights_only=False)['meta']
     assert meta == dict(snn=model.snn_cfg, epoch=0, iter=5, layerwise=[])
     state = {k: v.cpu() for k, v in model.state_dict().items()}
+    # files from before the spike dtype was saved: four settings, a dict
+    old_cfg = {k: v for k, v in model.snn_cfg.items() if k != 'spike_dtype'}
     old_hook = tmp_path / 'old_hook.pth'  # conversion hook, before
-    torch.save(dict(meta=dict(snn=model.snn_cfg, epoch=1, iter=3),
+    torch.save(dict(meta=dict(snn=old_cfg, epoch=1, iter=3),
                     state_dict=state), old_hook)
     old_loop = tmp_path / 'old_loop.pth'  # fine-tuning loop, before
-    torch.save(dict(meta=dict(snn=model.snn_cfg, layerwise=[]),
+    torch.save(dict(meta=dict(snn=old_cfg, layerwise=[]),
                     state_dict=state), old_loop)
     for p in (path, old_hook, old_loop):
         _, snn_cfg, weights = report.read_finetuned(str(p))

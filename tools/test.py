@@ -34,6 +34,7 @@ from fastsnn_mm.spiking.low_precision import SPIKE_DTYPE_CHOICES
 from fastsnn_mm.spiking.rules import NEURON_RULES
 from fastsnn_mm.spiking.settings import SNNSettings
 from fastsnn_mm.spiking.validation import COMMAND_LINE, check_snn_arguments
+from fastsnn_mm.tasks import TASK_WRAPPERS
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.atomic import atomic_write
 from fastsnn_mm.utils.launch import (
@@ -120,8 +121,7 @@ def main():
         recorder = hook.recorder
     if (args.snn or args.compare) and not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
-             'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
-             'FastSNNEncoderDecoder)')
+             f'model type ({", ".join(TASK_WRAPPERS)})')
 
     rows, records = [], []  # records: per row, when recorded
     if not args.snn or args.compare:

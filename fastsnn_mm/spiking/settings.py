@@ -22,7 +22,7 @@ from .low_precision.options import check_spike_dtype
 from .validation import PYTHON, Spelling, check_snn_arguments
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SNNSettings(Mapping):
     """One run's settings; build with :meth:`checked`.
 
@@ -90,6 +90,16 @@ class SNNSettings(Mapping):
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def __eq__(self, other):
+        # equal to the same settings as a dict too (an SNN checkpoint's
+        # meta['snn'], code written against the old snn_cfg dict)
+        if isinstance(other, Mapping):
+            return dict(self) == dict(other)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(tuple(self.values()))
 
 
 __all__ = ['SNNSettings']

@@ -29,6 +29,8 @@ from fastsnn_mm.analysis import (
 )
 from fastsnn_mm.errors import FastSNNError
 from fastsnn_mm.spiking.rules import NEURON_RULES
+from fastsnn_mm.spiking.settings import SNNSettings
+from fastsnn_mm.tasks import TASK_WRAPPERS
 from fastsnn_mm.utils.allocator import retain_freed_memory
 from fastsnn_mm.utils.checkpoint_check import (
     check_checkpoint_fits,
@@ -81,7 +83,7 @@ def read_finetuned(path):
         fail(f'--finetuned {path} is not a fine-tuned SNN checkpoint (no '
              'meta.snn): pass the snn_finetuned_<neuron>_T<T>.pth that '
              'LayerwiseFinetuneLoop wrote to its work dir')
-    return path, meta['snn'], state
+    return path, SNNSettings.from_saved(meta['snn']), state
 
 
 def build_runner(args):
@@ -95,8 +97,7 @@ def build_runner(args):
     model = unwrap_model(runner.model)
     if not hasattr(model, 'to_snn'):
         fail(f'{type(model).__name__} cannot run as an SNN: use a fastsnn_mm '
-             'model type (FastSNNImageClassifier, FastSNNSingleStageDetector, '
-             'FastSNNEncoderDecoder)')
+             f'model type ({", ".join(TASK_WRAPPERS)})')
     return runner, model
 
 

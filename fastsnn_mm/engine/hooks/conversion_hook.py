@@ -2,6 +2,7 @@
 from mmengine.hooks import Hook
 
 from ...registry import HOOKS
+from ...tasks import TASK_WRAPPERS
 from ...utils.modules import unwrap_model
 from ..snn_checkpoint import save_snn_checkpoint
 
@@ -46,8 +47,7 @@ class FastSNNConversionHook(Hook):
         if not hasattr(model, 'to_snn'):
             raise TypeError(
                 f'{type(model).__name__} is not a fastsnn_mm task model; use '
-                'FastSNNImageClassifier / FastSNNSingleStageDetector / '
-                'FastSNNEncoderDecoder as the model type')
+                f'{" / ".join(TASK_WRAPPERS)} as the model type')
         model.to_snn(**self.snn_kwargs)  # logs T, neuron, mode, layers
         self.converted_at.append(point)
         if self.save:
