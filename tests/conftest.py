@@ -5,6 +5,20 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+#: a rank that dies with SIGABRT, "terminate called without an active
+#: exception": seen 3 times in about 20 runs on the 2-core machine (torchrun
+#: then), not in about 60 since (torch 2.14.1, torchrun and
+#: tools/launch_ranks.py). Taken for a start-up abort because the last
+#: stderr lines were DDP's warnings from wrapping the model, but with
+#: log_level WARNING nothing later is printed (``started`` below never saw
+#: an iteration line), so it may as well have come at exit: the likely
+#: cause is the process group left to the interpreter's teardown, which
+#: the tools now destroy first (``fastsnn_mm.utils.launch.
+#: leave_process_group``). Seen again (2026-12-05, under load) in the
+#: task-loss stage's 2-process test, whose ranks destroy their group:
+#: the cause is not known. Kept: such a run is run again once.
+START_ABORT = 'terminate called without an active exception'
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` need a GPU: skipped where none is present."""

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, tiny_cls_config
+from conftest import REPO, START_ABORT, tiny_cls_config
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -33,17 +33,6 @@ def _env():
     return env
 
 
-#: a rank that dies with SIGABRT, "terminate called without an active
-#: exception": seen 3 times in about 20 runs on the 2-core machine (torchrun
-#: then), not in about 60 since (torch 2.14.1, torchrun and
-#: tools/launch_ranks.py). Taken for a start-up abort because the last
-#: stderr lines were DDP's warnings from wrapping the model, but with
-#: log_level WARNING nothing later is printed (``started`` below never saw
-#: an iteration line), so it may as well have come at exit: the likely
-#: cause is the process group left to the interpreter's teardown, which
-#: the tools now destroy first (``fastsnn_mm.utils.launch.
-#: leave_process_group``). Kept: such a run is run again once.
-START_ABORT = 'terminate called without an active exception'
 
 
 def _run(cmd):

@@ -154,10 +154,10 @@ def test_report_carries_the_intervals(run):
     qann = rep['reported_on']['qann'][key]
     for label, per_key in ints.items():
         assert per_key[key][VS_QANN]['diff'] == pytest.approx(
-            reported[label][key] - qann, abs=1e-9)
+            reported[label][key] - qann, abs=1e-5)  # metric in float32
         if label != 'before':
             assert per_key[key][TUNED]['diff'] == pytest.approx(
-                reported[label][key] - reported['before'][key], abs=1e-9)
+                reported[label][key] - reported['before'][key], abs=1e-5)
     method = rep['interval_method']
     assert (method['level'], method['resamples'], method['seed']) == \
         (0.95, 1000, 0)

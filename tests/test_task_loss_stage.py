@@ -14,7 +14,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, START_ABORT
 from finetune_helpers import finetune_cfg, train_tiny_qann
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -264,12 +264,16 @@ def test_two_processes_equal_one_with_the_task_stage(qann, whole, tmp_path):
     out = tmp_path / 'two.pth'
     env = dict(os.environ, OMP_NUM_THREADS='1',
                PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--standalone', osp.join(HERE, 'finetune_helpers.py'),
-         data_root, ckpt, str(tmp_path / 'two'), str(out),
-         json.dumps(dict(TASK, evaluate=True))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    for attempt in range(2):  # a gloo rank abort, see test_distributed
+        proc = subprocess.run(
+            [sys.executable, '-m', 'torch.distributed.run',
+             '--nproc_per_node=2', '--standalone',
+             osp.join(HERE, 'finetune_helpers.py'), data_root, ckpt,
+             str(tmp_path / f'two{attempt}'), str(out),
+             json.dumps(dict(TASK, evaluate=True))],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0 or START_ABORT not in proc.stderr:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = torch.load(out, weights_only=False)
     assert [r['reverted'] for r in two['report']] == \
