@@ -41,6 +41,19 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def log_of(monkeypatch):
+    """``log_of(module)``: the list of messages that module's ``print_log``
+    says from then on (nothing reaches the real logger)."""
+    def capture(module):
+        seen = []
+        monkeypatch.setattr(
+            module, 'print_log',
+            lambda msg, logger=None, level=None: seen.append(msg))
+        return seen
+    return capture
+
+
 @pytest.fixture(scope='session')
 def tiny_voc(tmp_path_factory):
     """16 train + 8 val synthetic images at 96 px, generated once."""

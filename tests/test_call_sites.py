@@ -55,11 +55,8 @@ def randomised(model, seed=0):
 
 
 @pytest.fixture
-def logged(monkeypatch):
-    seen = []
-    monkeypatch.setattr(call_sites_module, 'print_log',
-                        lambda msg, logger=None, level=None: seen.append(msg))
-    return seen
+def logged(log_of):
+    return log_of(call_sites_module)
 
 
 def test_shared_relu_becomes_one_quant_relu_per_call_site():

@@ -182,6 +182,27 @@ def test_shared_head_keeps_one_state_per_call_in_every_plan():
                 assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize('device, dtype', [
+    ('cpu', torch.float64),
+    pytest.param('cuda', torch.float32, marks=pytest.mark.cuda)])
+def test_check_runs_where_and_in_what_the_model_runs(device, dtype):
+    """The replayed IF rule follows the input's device and dtype: a float64
+    model is checked in float64, a GPU model on the GPU."""
+    net = _dyadic_(SharedHead())
+    x = torch.randint(-8, 9, (2, 3, 16, 16),
+                      generator=torch.Generator().manual_seed(1)) / 4
+    cpu32 = convert_and_check(net, [x])
+    result = convert_and_check(net.to(device, dtype), [x.to(device, dtype)])
+    assert result['ok'], format_check(result)
+    # the levels k/3 are not dyadic, so only ties may move between the
+    # exact and tie shares; every other class is the same
+    def classes(r):
+        return (r['layer'], r['verdict'], r['elements'], r['timing'],
+                r['inherited'], r['exact'] + r['tie'])
+    assert [classes(r) for r in result['layers']] == \
+        [classes(r) for r in cpu32['layers']]
+
+
 def _tool(monkeypatch, *args):
     monkeypatch.setattr(sys, 'argv', [TOOL, *map(str, args)])
     with pytest.raises(SystemExit) as done:

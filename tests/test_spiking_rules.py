@@ -69,11 +69,8 @@ class Holder(nn.Module):
 
 
 @pytest.fixture
-def logged(monkeypatch):
-    seen = []
-    monkeypatch.setattr(convertible_module, 'print_log',
-                        lambda msg, logger=None, level=None: seen.append(msg))
-    return seen
+def logged(log_of):
+    return log_of(convertible_module)
 
 
 # -- one table for modules ----------------------------------------------------

@@ -117,11 +117,8 @@ class StemAndGate(nn.Module):
 
 
 @pytest.fixture
-def logged(monkeypatch):
-    seen = []
-    monkeypatch.setattr(convertible_module, 'print_log',
-                        lambda msg, logger=None, level=None: seen.append(msg))
-    return seen
+def logged(log_of):
+    return log_of(convertible_module)
 
 
 def test_make_convertible_replaces_and_logs_one_table(logged):

@@ -148,7 +148,7 @@ def _check_site(layer, q_in, q_out, s_in, constant, spikes, rule, T,
     count = spikes.sum(0)
     level = qann_level(q_out.to(spikes.dtype), theta, T)
     # the neuron's own rule, replayed on the input it got
-    th = torch.tensor([theta], dtype=s_in.dtype)
+    th = torch.tensor([theta], dtype=s_in.dtype, device=s_in.device)
     replay = if_loop(s_in, th, rule, constant, T).sum(0)
     rule_bad = int((replay != count).sum())
     if rule_bad:
