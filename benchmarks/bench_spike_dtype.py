@@ -238,6 +238,12 @@ def layer_rows(args, net):
         + [f'{total[d] / total["float32"]:.2f}' for d in dtypes[1:]] + ['-']
     rows.append(whole)
     print('| ' + ' | '.join(whole) + ' |')
+    # what is not a spike-reading conv: neurons, BN, adds, layout copies
+    rest = ['share of the run outside them', '-'] + \
+        [f'{1 - c / (total[d] / r):.1%}' for c, d in zip(convs, dtypes)] + \
+        ['-'] * (len(dtypes) - 1) + ['-']
+    rows.append(rest)
+    print('| ' + ' | '.join(rest) + ' |')
     return head, rows
 
 

@@ -360,7 +360,7 @@ def test_cuda_triton_equals_reference(exact_cuda, dtype, signed):
         assert backend_for(x, theta) == 'triton'
         for constant, inp in ((False, x), (True, x[0])):
             ref = if_loop(inp, theta, signed, constant, T) * theta
-            out = triton_if.if_folded(inp, theta, signed, constant, T,
+            out, _ = triton_if.if_folded(inp, theta, signed, constant, T,
                                       neg_threshold(theta))
             # elementwise: the kernel repeats the reference's operations
             assert torch.equal(ref, out), (T, constant)
@@ -368,7 +368,7 @@ def test_cuda_triton_equals_reference(exact_cuda, dtype, signed):
         v2, c2 = new_state(x[0], theta, signed, T)
         ref = torch.stack([if_step(v1, c1, x[t], theta, signed) * theta
                            for t in range(T)])
-        out = triton_if.if_stateful(v2, c2, x.clone(), theta, signed, False,
+        out, _ = triton_if.if_stateful(v2, c2, x.clone(), theta, signed, False,
                                     T, neg_threshold(theta), True)
         assert torch.equal(ref, out) and torch.equal(v1, v2)  # elementwise
 
@@ -409,7 +409,8 @@ def test_cuda_kernels_run_on_the_tensors_own_gpu(exact_cuda, monkeypatch):
     x = torch.randn(7, 3, 1000, device=second, generator=g) * 0.6
     theta = torch.tensor([0.7], device=second)
     ref = if_loop(x, theta, True, False, 7) * theta
-    out = triton_if.if_folded(x, theta, True, False, 7, neg_threshold(theta))
+    out, _ = triton_if.if_folded(x, theta, True, False, 7,
+                                 neg_threshold(theta))
     assert out.device == second and torch.equal(out, ref)  # elementwise
     alpha = torch.tensor([1.3], device=second)
     q = quant_relu(x, alpha, 7)

@@ -32,7 +32,7 @@ def test_fresh_state_kernel_equals_reference(signed, constant, T):
     x = torch.randn(shape, generator=g) * 0.6
     theta = torch.tensor([0.7])
     ref = if_loop(x, theta, signed, constant, T) * theta
-    out = kernel.if_folded(x, theta, signed, constant, T,
+    out, _ = kernel.if_folded(x, theta, signed, constant, T,
                            neg_threshold(theta))
     # elementwise: the kernel repeats the reference's operations in order
     assert torch.equal(ref, out)
@@ -55,7 +55,7 @@ def test_stateful_kernel_equals_reference_step_by_step(signed, T):
             break
         ref = torch.stack([if_step(v1, c1, x[t + i], theta, signed) * theta
                            for i in range(steps)])
-        out = kernel.if_stateful(v2, c2, x[t:t + steps].contiguous(), theta,
+        out, _ = kernel.if_stateful(v2, c2, x[t:t + steps].contiguous(), theta,
                                  signed, False, steps, neg_threshold(theta))
         # elementwise, the reference's operations in order: same bits
         assert torch.equal(ref, out) and torch.equal(v1, v2)
@@ -70,10 +70,10 @@ def test_kernel_splits_work_across_threads_identically():
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = kernel.if_folded(x, theta, True, False, 3,
+        one, _ = kernel.if_folded(x, theta, True, False, 3,
                                neg_threshold(theta))
         torch.set_num_threads(4)
-        four = kernel.if_folded(x, theta, True, False, 3,
+        four, _ = kernel.if_folded(x, theta, True, False, 3,
                                 neg_threshold(theta))
     finally:
         torch.set_num_threads(old)
@@ -179,16 +179,16 @@ def test_in_place_output_over_the_input(signed):
     x = torch.randn(4, 3, 1000) * 0.7
     theta = torch.tensor([0.8])
     neg = neg_threshold(theta)
-    ref = kernel.if_folded(x, theta, signed, False, 4, neg)
+    ref, _ = kernel.if_folded(x, theta, signed, False, 4, neg)
     y = x.clone()
-    out = kernel.if_folded(y, theta, signed, False, 4, neg, True)
+    out, _ = kernel.if_folded(y, theta, signed, False, 4, neg, True)
     # elementwise, the same operations: in place or not, same bits
     assert out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
     v1, c1 = new_state(x[0], theta, signed, 4)
     v2, c2 = new_state(x[0], theta, signed, 4)
     y = x.clone()
-    a = kernel.if_stateful(v1, c1, x, theta, signed, False, 4, neg)
-    b = kernel.if_stateful(v2, c2, y, theta, signed, False, 4, neg, True)
+    a, _ = kernel.if_stateful(v1, c1, x, theta, signed, False, 4, neg)
+    b, _ = kernel.if_stateful(v2, c2, y, theta, signed, False, 4, neg, True)
     # elementwise, the same operations: in place or not, same bits
     assert b.data_ptr() == y.data_ptr() and torch.equal(a, b)
 

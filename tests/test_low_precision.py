@@ -24,6 +24,7 @@ import fastsnn_mm  # noqa: F401  (registers modules)
 from fastsnn_mm import QuantReLU, convert_to_snn, quantize_model
 from fastsnn_mm.errors import BadArgumentError
 from fastsnn_mm.spiking import IFNeuron
+from fastsnn_mm.spiking.fold_bn import FoldedBatchNorm2d
 from fastsnn_mm.spiking.low_precision import (
     SpikeInput,
     find_int_grid,
@@ -266,8 +267,8 @@ def test_onednn_and_float32_emulation_give_the_same_bits():
                       for onednn in (True, False))
         assert fast.packed is not None and slow.packed is None
         # integer sums, exact in both, then the same rounding
-        assert torch.equal(kernels.run_int8(conv, x, fast),
-                           kernels.run_int8(conv, x, slow))
+        assert torch.equal(kernels.run(conv, x, fast),
+                           kernels.run(conv, x, slow))
 
 
 @pytest.mark.float_order
@@ -313,7 +314,15 @@ def test_int8_with_bn_folded_uses_the_folded_weights():
     x = torch.randn(2, 3, 8, 8)
     ref, _ = _run(convert_to_snn(net, timesteps=7, fold_bn=True), x)
     low = convert_to_snn(net, timesteps=7, fold_bn=True, spike_dtype='int8')
+    # the BNs pass their input through (their conv folded them), also
+    # though the convs they pair with are no children of the model now
+    passed = []
+    for m in low.modules():
+        if isinstance(m, FoldedBatchNorm2d):
+            m.register_forward_hook(
+                lambda mod, args, out: passed.append(out is args[0]))
     out, _ = _run(low, x)
+    assert passed and all(passed)
     assert spike_layers(low) == {'module.2': 'int8', 'module.5': 'int8'}
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -474,3 +483,24 @@ def test_bench_spike_dtype_runs_tiny(capsys, one_thread):
         '--layer-rounds', '1', '--no-record'])
     out = capsys.readouterr().out
     assert '| 3 | int8 | 2 |' in out and 'all spike-reading convs' in out
+
+
+def test_a_dtype_slower_than_float32_is_named_with_its_factor(
+        monkeypatch, log_of):
+    """Timed once per process and dtype on the first spike-reading call:
+    named with the factor when slower than float32, silent otherwise."""
+    from fastsnn_mm.spiking.low_precision import fast_paths
+    said = log_of(fast_paths)
+    for low_ms, named in ((3.0, True), (1.0, False)):
+        monkeypatch.setattr(fast_paths, '_TIMED', set())
+        clock = iter([low_ms, 2.0])
+        monkeypatch.setattr(fast_paths, '_ms', lambda fn: next(clock))
+        said.clear()
+        net = _dyadic_(ConvNet())
+        with torch.no_grad():
+            convert_to_snn(net, timesteps=3, spike_dtype='bfloat16')(
+                torch.randn(2, 3, 8, 8))
+        slow = [m for m in said if 'the time of float32' in m]
+        assert len(slow) == named
+        if named:
+            assert '1.50x' in slow[0] and 'layer conv2' in slow[0]

@@ -63,7 +63,7 @@ OTHER_CASES = ['in-place-folded', 'in-place-stateful',
                'stateful-constant-bfloat16', 'strided-input',
                'no-fp-contraction', 'dispatch-picks-triton',
                'network-folded', 'network-chunks', 'network-streaming',
-               'network-in-place-hooks']
+               'network-in-place-hooks', 'codes', 'channels-last-state']
 
 
 def case_names(device='cpu'):
@@ -101,7 +101,7 @@ def _fresh(dtype, signed, constant, T, device='cpu'):
     x = _inputs(shape, dtype, T, steps=not constant, device=device)
     theta = _theta(0.7, dtype, device)
     ref = if_loop(x, theta, signed, constant, T) * theta
-    out = triton_if.if_folded(x, theta, signed, constant, T,
+    out, _ = triton_if.if_folded(x, theta, signed, constant, T,
                               neg_threshold(theta))
     # elementwise: the kernel repeats the reference's operations
     return torch.equal(ref, out) and ref.dtype == out.dtype
@@ -121,7 +121,7 @@ def _stateful(dtype, signed, T, device='cpu'):
             break
         ref = torch.stack([if_step(v1, c1, x[t + i], theta, signed) * theta
                            for i in range(steps)])
-        out = triton_if.if_stateful(v2, c2, x[t:t + steps].contiguous(),
+        out, _ = triton_if.if_stateful(v2, c2, x[t:t + steps].contiguous(),
                                     theta, signed, False, steps,
                                     neg_threshold(theta))
         # elementwise, in order: the same bits (counts: integers)
@@ -141,7 +141,7 @@ def _in_place_folded(device='cpu'):
     for signed in (True, False):
         ref = if_loop(x, theta, signed, False, 4) * theta
         y = x.clone()
-        out = triton_if.if_folded(y, theta, signed, False, 4,
+        out, _ = triton_if.if_folded(y, theta, signed, False, 4,
                                   neg_threshold(theta), True)
         # elementwise: in place or not, the same bits
         ok &= out.data_ptr() == y.data_ptr() and torch.equal(out, ref)
@@ -158,9 +158,9 @@ def _in_place_stateful(device='cpu'):
         v1, c1 = new_state(x[0], theta, signed, 4)
         v2, c2 = new_state(x[0], theta, signed, 4)
         y = x.clone()
-        a = triton_if.if_stateful(v1, c1, x, theta, signed, False, 4,
+        a, _ = triton_if.if_stateful(v1, c1, x, theta, signed, False, 4,
                                   neg_threshold(theta))
-        b = triton_if.if_stateful(v2, c2, y, theta, signed, False, 4,
+        b, _ = triton_if.if_stateful(v2, c2, y, theta, signed, False, 4,
                                   neg_threshold(theta), True)
         # elementwise: in place or not, the same bits
         ok &= b.data_ptr() == y.data_ptr() and torch.equal(a, b)
@@ -181,7 +181,7 @@ def _stateful_constant(dtype, device='cpu'):
         for steps in (2, 1, 4):
             ref = torch.stack([if_step(v1, c1, x, theta, signed) * theta
                                for _ in range(steps)])
-            out = triton_if.if_stateful(v2, c2, x, theta, signed, True,
+            out, _ = triton_if.if_stateful(v2, c2, x, theta, signed, True,
                                         steps, neg_threshold(theta))
             # elementwise, in order: the same bits (counts: integers)
             ok &= torch.equal(ref, out) and torch.equal(v1, v2)
@@ -205,7 +205,7 @@ def _counting_launches():
 
 def _strided(device='cpu'):
     """A channels_last input, [T*B, C, H, W] viewed as [T, B, ...], is not
-    contiguous: it takes the kernel all the same (copied contiguous)."""
+    contiguous: it takes the kernel all the same (walked as it is)."""
     from fastsnn_mm.spiking.functional import (
         backend_for,
         if_folded,
@@ -221,7 +221,7 @@ def _strided(device='cpu'):
     calls, undo = _counting_launches()
     try:
         ref = if_loop(steps, theta, True, False, 3) * theta
-        # elementwise: a contiguous copy, then the same operations
+        # elementwise: the same operations in any dense layout
         ok &= torch.equal(if_folded(steps, theta, True, False, 3), ref)
         v, c = new_state(steps[0], theta, True, 3)
         ok &= torch.equal(if_stateful(v, c, steps, theta, True, False, 3),
@@ -229,6 +229,61 @@ def _strided(device='cpu'):
     finally:
         undo()
     return ok and len(calls) == 2
+
+
+def _codes(device='cpu'):
+    """The reader's codes written beside the output (spiking/spike_codes):
+    the reader's own conversion of it, bit for bit, in every form and
+    rule, folded and stateful, with the output's bits unchanged."""
+    from fastsnn_mm.spiking.functional import (
+        backend_for,
+        if_folded,
+        if_stateful,
+        new_state,
+    )
+    from fastsnn_mm.spiking.spike_codes import (
+        SHIFTED,
+        SIGN,
+        UNIT,
+        SpikeCodes,
+        codes_of,
+    )
+    forms = [SpikeCodes(SHIFTED, torch.uint8),
+             SpikeCodes(UNIT, torch.bfloat16),
+             SpikeCodes(SIGN, torch.float32), SpikeCodes(SIGN, torch.int8)]
+    x = _inputs((4, 2, 3, 17, 19), 'float32', 7, steps=True, device=device)
+    theta = _theta(0.7, 'float32', device)
+    ok = backend_for(x, theta) == 'triton'
+    for form in forms:
+        for rule in ('signed', 'unsigned'):
+            plain = if_folded(x, theta, rule, False, 4)
+            out = if_folded(x, theta, rule, False, 4, codes=form)
+            ok &= torch.equal(out, plain)
+            ok &= torch.equal(codes_of(out, form), form.convert(out))
+            v, c = new_state(x[0], theta, rule, 4)
+            for t in (0, 2):
+                part = if_stateful(v, c, x[t:t + 2], theta, rule, False, 2,
+                                   codes=form)
+                ok &= torch.equal(codes_of(part, form), form.convert(part))
+    return bool(ok)
+
+
+def _channels_last_state(device='cpu'):
+    """A channels-last input keeps its layout through the kernel (output
+    and state), with the contiguous run's bits."""
+    from fastsnn_mm.spiking.functional import if_folded, if_stateful, new_state
+    x = _inputs((8, 5, 9, 11), 'float32', 5, device=device)
+    theta = _theta(0.7, 'float32', device)
+    plain = x.reshape(4, 2, *x.shape[1:])
+    cl = x.to(memory_format=torch.channels_last).reshape(plain.shape)
+    ref = if_folded(plain, theta, True, False, 4)
+    out = if_folded(cl, theta, True, False, 4)
+    ok = torch.equal(out, ref) and out.stride() == cl.stride()
+    v, c = new_state(cl[0], theta, True, 4)
+    ok &= v.stride() == cl[0].stride()
+    got = torch.cat([if_stateful(v, c, cl[t:t + 2], theta, True, False, 2)
+                     for t in (0, 2)])
+    return bool(ok and torch.equal(got, ref))
 
 
 def _no_fp_contraction(device='cpu'):
@@ -312,6 +367,8 @@ def run_cases(device='cpu'):
     record('network-chunks', _network, 'folded', 3)
     record('network-streaming', _network, 'streaming')
     record('network-in-place-hooks', _network, 'folded', 7, True)
+    record('codes', _codes)
+    record('channels-last-state', _channels_last_state)
     return results
 
 

@@ -75,7 +75,12 @@ val_dataloader = dict(
         **_dataset,
         ann_file='VOC2007/ImageSets/Segmentation/val.txt',
         pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# tools/test.py reports on the generator's unseen test split (nothing trains,
+# picks a checkpoint or tunes on it); validation during training uses val
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='VOC2007/ImageSets/Segmentation/test.txt'))
 
 # the stock 80k-iteration schedule cut to the small set; not tuned
 max_iters = 2000

@@ -61,7 +61,13 @@ val_dataloader = dict(
         data_prefix='classification/val',
         metainfo=metainfo,
         pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# tools/test.py reports on the generator's unseen test split (nothing trains,
+# picks a checkpoint or tunes on it); validation during training uses val
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='classification/meta/test.txt',
+                 data_prefix='classification/test'))
 
 # the stock schedule (SGD, lr 0.1, 200 epochs) cut to the small set; not tuned
 train_cfg = dict(max_epochs=30, val_interval=5)

@@ -34,7 +34,12 @@ test_pipeline = _base_.synthetic_det_test_pipeline
 train_dataloader = dict(_delete_=True,
                         **_base_.synthetic_det_train_dataloader)
 val_dataloader = dict(_delete_=True, **_base_.synthetic_det_val_dataloader)
-test_dataloader = val_dataloader
+# tools/test.py reports on the generator's unseen test split (nothing trains,
+# picks a checkpoint or tunes on it); validation during training uses val
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'],
+                 ann_file='VOC2007/ImageSets/Main/test.txt'))
 val_evaluator = dict(_delete_=True, **_base_.synthetic_det_evaluator)
 test_evaluator = val_evaluator
 

@@ -10,9 +10,20 @@
  * compiler from fusing a*b+c, and -fno-trapping-math (no FP traps are used)
  * lets it turn the selects into vector blends.
  *
+ * Beside spike x theta it can write, in the same pass, one code per element
+ * in the dtype the next layer reads (1, 2 or 4 bytes: uint8 spike + 1 for
+ * oneDNN's int8 convolution, the bfloat16 / float16 bits of +-theta, ...):
+ * the three code values for spikes +1, 0 and -1 are given by the caller
+ * (spiking/spike_codes.py), so the reader needs no conversion pass.
+ *
+ * Layout: element k of step t lives at t * n + k in the input (x_step = n;
+ * 0 when every step has the same input), the output, the codes and, at k,
+ * the state: any dense layout (contiguous, channels-last) works as long as
+ * all of them share it, which kernel.py sees to.
+ *
  * No numpy or torch headers: tensors arrive as raw data pointers (Python
  * ints) from fastsnn_mm/spiking/kernel.py, which checks dtype, device and
- * contiguity first.
+ * layout first.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +43,9 @@ typedef struct {
     int64_t n, begin, end, x_step;
     int T, is_signed;
     float theta, neg_thr;
+    void *codes;      /* [T, n] codes in the reader's dtype, or NULL */
+    int code_bytes;   /* 1, 2 or 4 */
+    uint32_t code_pos, code_zero, code_neg; /* spike +1, 0, -1 */
 } job_t;
 
 static inline int32_t get_count(const void *c, int bytes, int64_t i) {
@@ -49,15 +63,19 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
  * output over the input: each element is read before it is written).
  * theta > 0, so "up"/"down" are theta or 0 and double as the spike flags;
  * the output up - down is theta, -theta or +0, as the reference's
- * (pos - neg) * theta. */
-#define IF_UNSIGNED_LOOP(SRC, DST)                                        \
+ * (pos - neg) * theta. WRITE stores the reader's code (or nothing): one
+ * loop per code width, so each stays a plain vectorisable loop. */
+#define SEL(UP, NEG) ((UP) > 0.0f ? cpos : (NEG) ? cneg : czero)
+#define IF_UNSIGNED_LOOP(SRC, DST, WRITE)                                 \
     for (int64_t k = 0; k < len; ++k) {                                   \
         float vv = v[k] + (SRC)[k];                                       \
         float up = vv >= theta ? theta : 0.0f;                            \
+        const int neg = 0;                                                \
         v[k] = vv - up;                                                   \
         (DST)[k] = up;                                                    \
+        WRITE;                                                            \
     }
-#define IF_SIGNED_LOOP(SRC, DST)                                          \
+#define IF_SIGNED_LOOP(SRC, DST, WRITE)                                   \
     for (int64_t k = 0; k < len; ++k) {                                   \
         float vv = v[k] + (SRC)[k];                                       \
         float up = vv >= theta ? theta : 0.0f;                            \
@@ -67,7 +85,16 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
         v[k] = vv + down;                                                 \
         cnt[k] += (up > 0.0f ? 1.0f : 0.0f) - (neg ? 1.0f : 0.0f);        \
         (DST)[k] = up - down;                                             \
+        WRITE;                                                            \
     }
+#define IF_LOOP(SRC, DST, WRITE)                                          \
+    if (j->is_signed) IF_SIGNED_LOOP(SRC, DST, WRITE)                     \
+    else IF_UNSIGNED_LOOP(SRC, DST, WRITE)
+#define IF_LOOP_CODED(SRC, DST)                                           \
+    if (c8) IF_LOOP(SRC, DST, c8[k] = (uint8_t)SEL(up, neg))              \
+    else if (c16) IF_LOOP(SRC, DST, c16[k] = (uint16_t)SEL(up, neg))      \
+    else if (c32) IF_LOOP(SRC, DST, c32[k] = SEL(up, neg))                \
+    else IF_LOOP(SRC, DST, (void)neg)
 
 /* One block of elements through all T steps; v/cnt point at its state.
  * Built for AVX2 and plain x86-64 (picked at load time where supported). */
@@ -77,18 +104,27 @@ __attribute__((target_clones("avx2", "default")))
 static void run_block(const job_t *j, int64_t i0, int64_t len,
                       float *restrict v, float *restrict cnt) {
     const float theta = j->theta, neg_thr = j->neg_thr;
+    const uint32_t cpos = j->code_pos, czero = j->code_zero,
+                   cneg = j->code_neg;
     const int in_place = (const float *)j->out == j->x;
     for (int t = 0; t < j->T; ++t) {
-        float *ot = j->out + (int64_t)t * j->n + i0;
+        int64_t at = (int64_t)t * j->n + i0;
+        float *ot = j->out + at;
+        uint8_t *restrict c8 = NULL;
+        uint16_t *restrict c16 = NULL;
+        uint32_t *restrict c32 = NULL;
+        if (j->codes != NULL) {
+            if (j->code_bytes == 1) c8 = (uint8_t *)j->codes + at;
+            else if (j->code_bytes == 2) c16 = (uint16_t *)j->codes + at;
+            else c32 = (uint32_t *)j->codes + at;
+        }
         if (in_place) {
             float *io = ot;
-            if (j->is_signed) IF_SIGNED_LOOP(io, io)
-            else IF_UNSIGNED_LOOP(io, io)
+            IF_LOOP_CODED(io, io)
         } else {
             const float *restrict xt = j->x + t * j->x_step + i0;
             float *restrict o = ot;
-            if (j->is_signed) IF_SIGNED_LOOP(xt, o)
-            else IF_UNSIGNED_LOOP(xt, o)
+            IF_LOOP_CODED(xt, o)
         }
     }
 }
@@ -122,18 +158,25 @@ static void *run_range(void *arg) {
 }
 
 /* if_run(x, out, v, count, count_bytes, n, x_step, T, theta, neg_thr,
- *        signed, threads): pointers are ints (0 = NULL). */
+ *        signed, threads, codes, code_bytes, code_pos, code_zero,
+ *        code_neg): pointers are ints (0 = NULL). */
 static PyObject *if_run(PyObject *self, PyObject *args) {
-    unsigned long long px, pout, pv, pc;
-    int count_bytes, T, is_signed, threads;
+    unsigned long long px, pout, pv, pc, pcodes;
+    int count_bytes, T, is_signed, threads, code_bytes;
+    unsigned int code_pos, code_zero, code_neg;
     long long n, x_step;
     float theta, neg_thr;
-    if (!PyArg_ParseTuple(args, "KKKKiLLiffpi", &px, &pout, &pv, &pc,
+    if (!PyArg_ParseTuple(args, "KKKKiLLiffpiKiIII", &px, &pout, &pv, &pc,
                           &count_bytes, &n, &x_step, &T, &theta, &neg_thr,
-                          &is_signed, &threads))
+                          &is_signed, &threads, &pcodes, &code_bytes,
+                          &code_pos, &code_zero, &code_neg))
         return NULL;
     if (n < 0 || T < 1 || (count_bytes != 1 && count_bytes != 4)) {
         PyErr_SetString(PyExc_ValueError, "if_run: bad n, T or count_bytes");
+        return NULL;
+    }
+    if (pcodes != 0 && code_bytes != 1 && code_bytes != 2 && code_bytes != 4) {
+        PyErr_SetString(PyExc_ValueError, "if_run: codes of 1, 2 or 4 bytes");
         return NULL;
     }
     if (px == pout && x_step != n) {
@@ -147,7 +190,9 @@ static PyObject *if_run(PyObject *self, PyObject *args) {
     }
     job_t base = {(const float *)(uintptr_t)px, (float *)(uintptr_t)pout,
                   (float *)(uintptr_t)pv, (void *)(uintptr_t)pc,
-                  count_bytes, n, 0, n, x_step, T, is_signed, theta, neg_thr};
+                  count_bytes, n, 0, n, x_step, T, is_signed, theta, neg_thr,
+                  (void *)(uintptr_t)pcodes, code_bytes, code_pos, code_zero,
+                  code_neg};
     int64_t work = n * (int64_t)T;
     int nt = threads < 1 ? 1 : threads;
     if (nt > 64) nt = 64;
@@ -185,7 +230,7 @@ static PyObject *if_run(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"if_run", if_run, METH_VARARGS,
-     "Fused IF update over T steps on raw float32 buffers."},
+     "Fused IF update over T steps on raw float32 buffers (+ reader codes)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_if_kernel",

@@ -131,7 +131,7 @@ def _plain_layer(layer):
     plain.weight.data.copy_(layer.quantized_weight().detach())
     if bias:
         plain.bias.data.copy_(layer.bias.data)
-    return plain
+    return plain.train(layer.training)
 
 
 def _bake_weights(model):

@@ -15,10 +15,13 @@ pieces, so the three agree bit for bit.
   (:func:`backend_for`): the C kernel for float32 CPU tensors, the Triton
   kernel for CUDA tensors, when the rule names one (``fused_signed``); the
   reference loop for anything else (other dtypes on the CPU, ``meta``,
-  tensors that need autograd, a rule no fused kernel implements). A
-  strided input (channels_last, a slice) is copied to a contiguous one
-  first: one pass over it costs less than the reference loop's ten per
-  step.
+  tensors that need autograd, a rule no fused kernel implements). Both
+  walk any dense layout (contiguous or channels-last, as oneDNN's int8
+  convolution hands it over) and answer in the same one (:mod:`.layout`);
+  a strided input (a slice) gets a dense copy first: one pass over it
+  costs less than the reference loop's ten per step. A fused kernel also
+  writes the spikes in the form their reader takes when asked
+  (``codes``, :mod:`.spike_codes`), hung on the output.
 
 Bits: a fused kernel repeats the reference's float operations in the same
 order on the same device, so it gives the reference's bits there. Across
@@ -27,13 +30,16 @@ picks algorithms per batch shape and TF32 is on for convolutions), so
 "bit-identical" holds per device and per batch shape.
 """
 import os
+import weakref
 
 import torch
 
 from . import kernel
+from .layout import dense, walkable
 
 # NEG_EPS and count_dtype lived here before the rules: still importable
 from .rules import NEG_EPS, as_rule, count_dtype, neg_threshold  # noqa: F401
+from .spike_codes import attach
 
 #: ``FASTSNN_IF_KERNEL``: unset or '1' picks a backend per tensor; '0' runs
 #: the reference loop everywhere (to time it); 'triton' prefers the Triton
@@ -84,19 +90,19 @@ def backend_for(x, *others, rule=None) -> str:
     """'c', 'triton' or 'reference': which update runs on these tensors
     for ``rule`` (None: a rule both fused kernels serve).
 
-    ``x`` (the input) may be strided: the backends that need a contiguous
-    one get a contiguous copy (:func:`if_folded`). ``others`` (threshold,
-    state) are updated or read in place and must be contiguous already.
-    A rule no fused kernel implements (``fused_signed`` None) always runs
-    the reference loop.
+    ``x`` (the input) may be strided: the backends get it in a layout they
+    walk (:func:`.layout.walkable`). ``others`` (threshold, state) are
+    updated or read in place and must be dense already. A rule no fused
+    kernel implements (``fused_signed`` None) always runs the reference
+    loop.
     """
     choice = os.environ.get(KERNEL_ENV, '1')
     if choice == '0':
         return 'reference'
     rule = None if rule is None else as_rule(rule)
     tensors = (x, *others)
-    laid_out = all(t.is_contiguous() for t in others)
     device = x.device.type
+    laid_out = all(dense(t) for t in others)
     if (rule is None or rule.triton_kernel) and laid_out \
             and (device == 'cuda' or choice == 'triton') \
             and device in ('cuda', 'cpu') and _triton().usable(*tensors):
@@ -111,36 +117,65 @@ def _fused(backend):
     return _triton() if backend == 'triton' else kernel
 
 
+#: id(theta) -> (weak ref, version, form, bits): codes made once per
+#: threshold value, not once per call (on CUDA reading theta syncs)
+_BITS = {}
+
+
+def _with_codes(backend, codes, theta):
+    """(form, bits) for a fused kernel to write beside its output, or
+    None."""
+    if codes is None or backend == 'reference':
+        return None
+    held = _BITS.get(id(theta))
+    if held is None or held[0]() is not theta or held[1] != theta._version \
+            or held[2] != codes:
+        if len(_BITS) > 4096:
+            _BITS.clear()
+        bits = codes.bits(float(theta.reshape(-1)[0].item()))
+        held = _BITS[id(theta)] = (weakref.ref(theta), theta._version,
+                                   codes, bits)
+    return codes, held[3]
+
+
 def if_folded(x, theta, rule, constant: bool, timesteps: int,
-              inplace: bool = False):
+              inplace: bool = False, codes=None):
     """All T steps of ``rule`` from a fresh state: spike * theta,
     [T, ...].
 
     ``x`` is [T, ...] or, if ``constant``, one step's input [...] (the
     layers before ran once). ``inplace`` allows writing the output over
     ``x`` (not for a constant input), which a fused backend does.
+    ``codes`` (:class:`.spike_codes.SpikeCodes`): a fused backend also
+    writes the spikes in that form and hangs them on the output
+    (:func:`.spike_codes.codes_of`); the reference loop does not.
     """
     rule = as_rule(rule)
     backend = backend_for(x, theta, rule=rule)
     if backend == 'reference':
         return if_loop(x, theta, rule, constant, timesteps) * theta
-    return _fused(backend).if_folded(
-        x.contiguous(), theta, rule.fused_signed, constant, timesteps,
-        neg_threshold(theta), inplace)
+    bound = _with_codes(backend, codes, theta)
+    out, values = _fused(backend).if_folded(
+        walkable(x, constant), theta, rule.fused_signed, constant,
+        timesteps, neg_threshold(theta), inplace, bound)
+    return out if values is None else attach(out, codes, values)
 
 
 def if_stateful(v, count, x, theta, rule, constant: bool, steps: int,
-                inplace: bool = False):
+                inplace: bool = False, codes=None):
     """``steps`` steps of ``rule`` on the persistent state ``v``/``count``
-    (updated in place): spike * theta, [steps, ...]. ``x`` as in
-    :func:`if_folded`."""
+    (updated in place): spike * theta, [steps, ...]. ``x`` and ``codes``
+    as in :func:`if_folded`."""
     rule = as_rule(rule)
     # the count lives beside ``v``
     backend = backend_for(x, v, theta, rule=rule)
     if backend != 'reference':
-        return _fused(backend).if_stateful(
-            v, count, x.contiguous(), theta, rule.fused_signed, constant,
-            steps, neg_threshold(theta), inplace)
+        bound = _with_codes(backend, codes, theta)
+        out, values = _fused(backend).if_stateful(
+            v, count, walkable(x, constant, v), theta,
+            rule.fused_signed, constant, steps, neg_threshold(theta),
+            inplace, bound)
+        return out if values is None else attach(out, codes, values)
     out = x.new_empty((steps, *v.shape))
     for t in range(steps):
         out[t] = rule.step(v, count, x if constant else x[t], theta) * theta

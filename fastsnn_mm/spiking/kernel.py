@@ -9,6 +9,8 @@ import os
 
 import torch
 
+from .layout import output_for, steps_like
+
 try:
     from . import _if_kernel
 except ImportError:  # not built (e.g. source tree without a compiler)
@@ -25,7 +27,7 @@ def available() -> bool:
 
 def usable(*tensors) -> bool:
     """The kernel takes float32 CPU tensors without autograd (laid out
-    contiguously: :func:`functional.if_folded` sees to that)."""
+    densely: :func:`functional.if_folded` sees to that)."""
     global _warned
     if _if_kernel is None and not _warned:
         _warned = True
@@ -45,43 +47,52 @@ def _thresholds(theta: torch.Tensor, neg_theta: torch.Tensor):
     return float(theta.item()), float(neg_theta.item())
 
 
-def _output(x, steps, shape, constant, inplace):
-    if inplace and not constant:
-        return x  # written over the input, element by element
-    return x.new_empty((steps, *shape))
+def _code_args(codes, like, steps):
+    """(codes tensor or None, the kernel's five code arguments) for
+    ``codes``: None, or (:class:`.spike_codes.SpikeCodes`, its three
+    codes' bits at this threshold)."""
+    if codes is None:
+        return None, (0, 1, 0, 0, 0)
+    form, bits = codes
+    values = steps_like(like, steps, form.dtype)
+    return values, (values.data_ptr(), values.element_size(), *bits)
 
 
 def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
-              neg_theta, inplace: bool = False):
+              neg_theta, inplace: bool = False, codes=None):
     """All T steps at once from a fresh state. ``x`` is [T, ...] or, if
-    ``constant``, one step's input [...], contiguous; ``neg_theta`` the
-    signed rule's negative threshold (:func:`functional.neg_threshold`).
-    Returns spike * theta, [T, ...] (``x`` itself, overwritten, when
-    ``inplace`` and not ``constant``)."""
-    shape = x.shape if constant else x.shape[1:]
-    n = x.numel() if constant else x[0].numel()
-    out = _output(x, timesteps, shape, constant, inplace)
+    ``constant``, one step's input [...], laid out densely step by step
+    (:func:`.layout.walkable`; :func:`functional.if_folded` sees to
+    that); ``neg_theta`` the signed rule's negative threshold
+    (:func:`functional.neg_threshold`). Returns spike * theta, [T, ...],
+    in ``x``'s layout (``x`` itself, overwritten, when ``inplace`` and not
+    ``constant``), and, for ``codes`` ((form, bits): :func:`_code_args`),
+    the spikes in that form written in the same pass (else None)."""
+    like = x if constant else x[0]
+    n = like.numel()
+    out = output_for(x, timesteps, like, constant, inplace)
     th, neg = _thresholds(theta, neg_theta)
+    values, code_args = _code_args(codes, like, timesteps)
     _if_kernel.if_run(x.data_ptr(), out.data_ptr(), 0, 0, 4, n,
                       0 if constant else n, timesteps, th, neg, signed,
-                      torch.get_num_threads())
-    return out
+                      torch.get_num_threads(), *code_args)
+    return out, values
 
 
 def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, neg_theta, inplace: bool = False):
+                steps: int, neg_theta, inplace: bool = False, codes=None):
     """``steps`` steps on persistent state ``v``/``count`` (updated in
-    place). ``x`` is [steps, ...] or, if ``constant``, one step's input.
-    Returns spike * theta, [steps, ...] (see :func:`if_folded`)."""
+    place; laid out as each step of ``x``). ``x`` is [steps, ...] or, if
+    ``constant``, one step's input. Returns spike * theta, [steps, ...],
+    and the codes (see :func:`if_folded`)."""
     n = v.numel()
     constant = constant and steps > 1  # one step: its input is the step's
-    out = _output(x, steps, v.shape, constant, inplace)
-    if out is x:
-        out = x.view(steps, *v.shape)
+    out = output_for(x, steps, v, constant, inplace)
     th, neg = _thresholds(theta, neg_theta)
     cptr, cbytes = (count.data_ptr(), count.element_size()) if signed \
         else (0, 4)
+    values, code_args = _code_args(codes, v, steps)
     _if_kernel.if_run(x.data_ptr(), out.data_ptr(), v.data_ptr(), cptr,
                       cbytes, n, 0 if constant else n, steps, th, neg, signed,
-                      torch.get_num_threads())
-    return out
+                      torch.get_num_threads(), *code_args)
+    return out, values

@@ -41,6 +41,7 @@ from torch import nn
 from ..registry import MODELS
 from .functional import fold_time, if_folded, if_stateful
 from .rules import NEURON_RULES, SignedIF, UnsignedIF, as_rule
+from .spike_codes import attach, codes_of
 
 __all__ = ['IFNeuron', 'SignedIFNeuron', 'NEURONS', 'neuron_class',
            'threshold_from_alpha']
@@ -77,6 +78,11 @@ class IFNeuron(nn.Module):
     rule = as_rule(UnsignedIF)
     #: True for a class :func:`neuron_class` made for a rule
     generated = False
+    #: the form its spike-reading layers take their input in
+    #: (:class:`.spike_codes.SpikeCodes`, set per neuron by the
+    #: low-precision trace), written beside the output by the fused
+    #: kernel; None: the output alone
+    spike_codes = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -125,15 +131,19 @@ class IFNeuron(nn.Module):
         # a no-op once the model was moved with .to(); no host sync
         theta = self.theta.to(device=x.device, dtype=x.dtype)
         inplace = self._write_over_input()
+        codes = self.spike_codes
         if run.fresh:  # the whole run in this call
             out = if_folded(steps, theta, self.rule, constant,
-                            run.timesteps, inplace)
+                            run.timesteps, inplace, codes)
         else:  # state carries over to the next call (streaming, chunks)
             v, count = run.state(self, steps if constant else steps[0],
                                  theta)
             out = if_stateful(v, count, steps, theta, self.rule, constant,
-                              run.steps, inplace)
-        return fold_time(out)
+                              run.steps, inplace, codes)
+        folded = fold_time(out)
+        values = None if codes is None else codes_of(out, codes)
+        return folded if values is None else \
+            attach(folded, codes, fold_time(values))
 
     def _write_over_input(self) -> bool:
         # a hook may read the input after forward (statistics, fine-tuning)

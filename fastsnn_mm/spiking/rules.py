@@ -90,10 +90,11 @@ class NeuronRule:
         """(membrane, count) for a fresh run, on ``like``'s device and in
         its dtype: V = theta / 2, and a zero count (``count_dtype(T)``)
         when the rule ``needs_count``, else None."""
-        v = torch.full(like.shape, 0.5, dtype=like.dtype,
-                       device=like.device).mul_(theta)
-        count = torch.zeros(like.shape, dtype=count_dtype(timesteps),
-                            device=like.device) if self.needs_count else None
+        # laid out as ``like`` (channels-last stays so): the C kernel
+        # walks the state and each step's input as one flat array
+        v = torch.full_like(like, 0.5).mul_(theta)
+        count = torch.zeros_like(like, dtype=count_dtype(timesteps)) \
+            if self.needs_count else None
         return v, count
 
     def state_bytes(self, value_bytes: int, timesteps: int) -> int:

@@ -17,6 +17,7 @@ import os
 import torch
 
 from ..utils.devices import on_device_of
+from .layout import output_for, steps_like
 
 try:
     import triton
@@ -45,7 +46,7 @@ def available() -> bool:
 
 def usable(*tensors) -> bool:
     """Tensors of one supported dtype, without autograd, on CUDA (or on the
-    CPU under the interpreter); laid out contiguously, which
+    CPU under the interpreter); laid out densely, which
     :func:`functional.if_folded` sees to."""
     if triton is None:
         return False
@@ -94,12 +95,17 @@ def _rounded(a, dtype: constexpr, BF16: constexpr):
 
 @jit
 def if_steps_kernel(x_ptr, out_ptr, v_ptr, count_ptr, theta_ptr, neg_ptr,
+                    codes_ptr, code_pos, code_zero, code_neg,
                     n, x_step, steps, SIGNED: constexpr, STATEFUL: constexpr,
-                    ACC: constexpr, BF16: constexpr, BLOCK: constexpr):
+                    CODES: constexpr, ACC: constexpr, BF16: constexpr,
+                    BLOCK: constexpr):
     """``steps`` IF steps for BLOCK elements of n. x: step t at
     x_ptr + t * x_step (x_step 0: the same input every step); out: [steps,
     n], may be x itself. Stateful: v/count carry in and out; else fresh
-    (V = theta / 2, count 0).
+    (V = theta / 2, count 0). CODES: also store, per element and step,
+    code_pos / code_zero / code_neg for spike +1 / 0 / -1 at codes_ptr
+    ([steps, n], integers of the reader dtype's width:
+    :mod:`.spike_codes`).
 
     Arithmetic runs in ACC (float32, or float64 for float64 tensors) and
     every result is rounded to the tensor's dtype at once, as torch's own
@@ -124,6 +130,7 @@ def if_steps_kernel(x_ptr, out_ptr, v_ptr, count_ptr, theta_ptr, neg_ptr,
         count = tl.zeros([BLOCK], dtype=tl.int32)
     x_at = x_ptr + offs
     out_at = out_ptr + offs
+    codes_at = codes_ptr + offs
     for _ in range(steps):
         x = _widen(tl.load(x_at, mask=mask), ACC, BF16)
         v = _rounded(v + x, dtype, BF16)
@@ -137,8 +144,14 @@ def if_steps_kernel(x_ptr, out_ptr, v_ptr, count_ptr, theta_ptr, neg_ptr,
             # (pos - neg) * theta: theta, -theta or +0
             spike = tl.where(pos, theta, tl.where(neg, zero - theta, zero))
         else:
+            neg = pos & False
             spike = tl.where(pos, theta, zero)
         tl.store(out_at, _narrow(spike, dtype, BF16), mask=mask)
+        if CODES:
+            code = tl.where(pos, code_pos, tl.where(neg, code_neg, code_zero))
+            tl.store(codes_at, code.to(codes_ptr.dtype.element_ty),
+                     mask=mask)
+            codes_at += n
         x_at += x_step
         out_at += n
     if STATEFUL:
@@ -148,7 +161,17 @@ def if_steps_kernel(x_ptr, out_ptr, v_ptr, count_ptr, theta_ptr, neg_ptr,
                      count.to(count_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x, out, v, count, theta, neg_theta, n, x_step, steps, signed):
+def _signed_bits(bits, width):
+    """An unsigned code of ``width`` bytes as the signed integer of that
+    width with the same bits (what a store to an int16 / int32 takes)."""
+    if width == 1:
+        return bits
+    top = 1 << (8 * width - 1)
+    return bits - 2 * top if bits >= top else bits
+
+
+def _launch(x, out, v, count, theta, neg_theta, n, x_step, steps, signed,
+            codes=None, values=None):
     """One launch on ``x``'s own GPU (not the current one), compiled without
     FP contraction: no fused multiply-add may change a rounding the
     reference makes (today only ``theta * 0.5`` would fuse, exactly; the
@@ -157,39 +180,50 @@ def _launch(x, out, v, count, theta, neg_theta, n, x_step, steps, signed):
     if n == 0:
         return
     grid = (triton.cdiv(n, BLOCK), )
+    code_bits = (0, 0, 0)
+    if codes is not None:  # (form, its three codes' bits)
+        width = values.element_size()
+        code_bits = [_signed_bits(b, width) for b in codes[1]]
+        values = values.view({1: torch.uint8, 2: torch.int16,
+                              4: torch.int32}[width])
     with on_device_of(x):
         if_steps_kernel[grid](
             x, out, x if v is None else v,
-            count if count is not None else theta, theta, neg_theta, n,
+            count if count is not None else theta, theta, neg_theta,
+            x if values is None else values, *code_bits, n,
             x_step, steps, SIGNED=bool(signed), STATEFUL=v is not None,
+            CODES=codes is not None,
             ACC=tl.float64 if x.dtype == torch.float64 else tl.float32,
             BF16=x.dtype == torch.bfloat16, BLOCK=BLOCK,
             enable_fp_fusion=False)
 
 
-def _output(x, steps, shape, constant, inplace):
-    if inplace and not constant:
-        return x.view(steps, *shape)  # each element read before it is written
-    return x.new_empty((steps, *shape))
+def _codes(codes, like, steps):
+    return None if codes is None else steps_like(like, steps,
+                                                 codes[0].dtype)
 
 
 def if_folded(x, theta, signed: bool, constant: bool, timesteps: int,
-              neg_theta, inplace: bool = False):
-    """All T steps from a fresh state (see ``kernel.if_folded``)."""
-    shape = x.shape if constant else x.shape[1:]
-    n = shape.numel()
-    out = _output(x, timesteps, shape, constant, inplace)
+              neg_theta, inplace: bool = False, codes=None):
+    """All T steps from a fresh state, and the codes (see
+    ``kernel.if_folded``; the same layouts)."""
+    like = x if constant else x[0]
+    n = like.numel()
+    out = output_for(x, timesteps, like, constant, inplace)
+    values = _codes(codes, like, timesteps)
     _launch(x, out, None, None, theta, neg_theta, n, 0 if constant else n,
-            timesteps, signed)
-    return out
+            timesteps, signed, codes, values)
+    return out, values
 
 
 def if_stateful(v, count, x, theta, signed: bool, constant: bool,
-                steps: int, neg_theta, inplace: bool = False):
-    """``steps`` steps on persistent ``v``/``count`` (updated in place)."""
+                steps: int, neg_theta, inplace: bool = False, codes=None):
+    """``steps`` steps on persistent ``v``/``count`` (updated in place),
+    and the codes; ``x`` laid out as the state, step by step."""
     n = v.numel()
     constant = constant and steps > 1  # one step: its input is the step's
-    out = _output(x, steps, v.shape, constant, inplace)
+    out = output_for(x, steps, v, constant, inplace)
+    values = _codes(codes, v, steps)
     _launch(x, out, v, count if signed else None, theta, neg_theta, n,
-            0 if constant else n, steps, signed)
-    return out
+            0 if constant else n, steps, signed, codes, values)
+    return out, values

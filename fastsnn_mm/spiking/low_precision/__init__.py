@@ -14,6 +14,7 @@ from torch import nn
 
 from ...utils.modules import replace_modules
 from ..fold_bn import FoldedConv2d
+from ..run_state import neurons_of
 from .auto import AUTO, pick_spike_dtype, resolve_spike_dtype
 from .fast_paths import say_if_slow, slow_path_reason
 from .int_grid import IntGrid, find_int_grid, round_to_int_grid
@@ -74,6 +75,8 @@ def restore_float_layers(model: nn.Module) -> int:
             layer._trace.retire()
             new_for[id(layer)] = layer._float_layer
     replace_modules(model, lambda path, m: new_for.get(id(m)))
+    for neuron in neurons_of(model):
+        neuron.spike_codes = None  # no low-precision reader any more
     return len(new_for)
 
 

@@ -11,6 +11,7 @@ there: 0.70x float32 over all spike-reading convs of QResNet-18 (same
 benchmark). On a CPU with AVX512-BF16 the issue measured bfloat16 at 0.47x.
 """
 import logging
+import time
 
 import torch
 from mmengine.logging import print_log
@@ -19,6 +20,9 @@ from .kernels import onednn_int8_works
 from .options import SPIKE_DTYPES, is_int8
 
 _SAID = set()
+_TIMED = set()
+#: how much slower than float32 a spike dtype may run before it is named
+SLOWER = 1.1
 
 
 def _cpu_has_fast(dtype) -> bool:
@@ -72,3 +76,35 @@ def say_if_slow(device, spike_dtype):
     if reason:
         print_log(f'FastSNN: spike_dtype={spike_dtype!r} on {key[0]}: '
                   f'{reason}', logger='current', level=logging.WARNING)
+
+
+def _ms(fn):
+    """Wall milliseconds of one call of ``fn`` (its device synchronised)."""
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def time_once(device, spike_dtype, name, low, float32):
+    """Once per process, device kind and spike dtype: time one more call
+    of a spike-reading layer in ``spike_dtype`` (``low``) against the same
+    call in float32 (``float32``), after its first call paid for any
+    set-up, and name the dtype in the log with the factor when it ran
+    more than :data:`SLOWER` times slower: a capability check
+    (:func:`slow_path_reason`) cannot see every slow kernel, a clock can.
+    Returns the factor, or None when already timed."""
+    key = (torch.device(device).type, spike_dtype)
+    if key in _TIMED:
+        return None
+    _TIMED.add(key)
+    factor = _ms(low) / max(_ms(float32), 1e-6)
+    if factor > SLOWER:
+        print_log(f'FastSNN: spike_dtype={spike_dtype!r} on {key[0]} ran '
+                  f'{factor:.2f}x the time of float32 on layer {name} '
+                  '(one call each, timed once per process): expect the SNN '
+                  'to be slower than with float32 spikes here; '
+                  'spike_dtype=None keeps float32', logger='current',
+                  level=logging.WARNING)
+    return factor

@@ -2,8 +2,10 @@
 
 Each layer prepares its weights once (:func:`prepare_float`,
 :func:`prepare_int8`; recomputed when weights or threshold change) and then
-runs every call on its input x = spike x theta (:func:`run_float`,
-:func:`run_int8`); every output is float32.
+runs every call on its input x = spike x theta in the form of
+:func:`codes_form` (:func:`run_float`, :func:`run_int8`): written so by
+the neuron, or converted by the layer (:mod:`..spike_codes`). Every output
+is float32.
 
 Why the inputs are exact: x holds +-theta or 0 and nothing else, so
 ``x.to(dtype)`` is spike x u with u = theta rounded to the dtype, and the
@@ -24,6 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..spike_codes import SHIFTED, SIGN, UNIT, SpikeCodes, unit_of
 from .int_grid import IntGrid
 
 # -- bfloat16 / float16 -----------------------------------------------------
@@ -39,29 +42,54 @@ class FloatWeights:
 
 def prepare_float(weight, bias, theta, dtype) -> FloatWeights:
     t = float(theta.reshape(()).item())
-    unit = float(torch.tensor(t, dtype=dtype).float().item())
-    info = torch.finfo(dtype)
-    if not info.tiny <= unit <= info.max:
-        unit = None
+    unit = unit_of(t, dtype)
     factor = t / unit if unit is not None else t
     w = (weight.detach().to(torch.float64) * factor).to(dtype)
+    if w.dim() == 4:
+        # channels-last weights: oneDNN answers channels-last, which the
+        # neurons walk as it is and whose codes the next conv reads as
+        # they are (no reorder on either side)
+        w = w.contiguous(memory_format=torch.channels_last)
     b = None if bias is None else bias.detach().float()
     return FloatWeights(w, b, unit)
 
 
-def run_float(layer, x, prepared: FloatWeights):
-    if prepared.unit is None:
-        spikes = torch.sign(x).to(prepared.weight.dtype)
-    else:
-        spikes = x.to(prepared.weight.dtype)
+def codes_form(layer, prepared) -> SpikeCodes:
+    """The form of spikes ``layer`` reads with these prepared weights
+    (:mod:`..spike_codes`): what its neuron may write for it, and what
+    :meth:`SpikeCodes.convert` makes of spike x theta otherwise."""
+    if isinstance(prepared, FloatWeights):
+        kind = SIGN if prepared.unit is None else UNIT
+        return SpikeCodes(kind, prepared.weight.dtype)
+    if prepared.packed is None:  # emulated: float32 signs
+        return SpikeCodes(SIGN, torch.float32)
+    if isinstance(layer, torch.nn.Conv2d):
+        return SpikeCodes(SHIFTED, torch.uint8)
+    return SpikeCodes(SIGN, torch.int8)
+
+
+def run_float(layer, spikes, prepared: FloatWeights):
+    """``spikes`` in :func:`codes_form`: spike x u, or the sign."""
     if isinstance(layer, torch.nn.Conv2d):
         out = layer._conv_forward(spikes, prepared.weight, None)
     else:
         out = F.linear(spikes, prepared.weight)
     if prepared.bias is None:
         return out.float()
-    # float32 bias + low-precision output: one float32 rounding, one pass
-    return torch.add(_per_channel(layer, prepared.bias, out), out)
+    # float32 bias + low-precision output: one float32 rounding (the bits
+    # of torch.add(bias, out), whose mixed-dtype path is 1.7x slower)
+    return out.float().add_(_per_channel(layer, prepared.bias, out))
+
+
+def run(layer, x, prepared, spikes=None):
+    """``layer`` on x = spike x theta with its prepared weights; ``spikes``:
+    x already in :func:`codes_form` (as its neuron wrote it), else x is
+    converted here."""
+    if spikes is None:
+        spikes = codes_form(layer, prepared).convert(x)
+    if isinstance(prepared, FloatWeights):
+        return run_float(layer, spikes, prepared)
+    return run_int8(layer, spikes, prepared)
 
 
 # -- int8 ---------------------------------------------------------------------
@@ -107,12 +135,13 @@ def int8_supported(layer) -> bool:
     return isinstance(layer, torch.nn.Linear)
 
 
-def run_int8(layer, x, prepared: Int8Weights):
+def run_int8(layer, spikes, prepared: Int8Weights):
+    """``spikes`` in :func:`codes_form`: uint8 spike + 1 for oneDNN's
+    convolution, int8 signs for its matmul, float32 signs emulated."""
     conv = isinstance(layer, torch.nn.Conv2d)
     if prepared.packed is not None:
-        return _onednn(layer, x, prepared) if conv else \
-            _onednn_linear(x, prepared)
-    spikes = torch.sign(x)
+        return _onednn(layer, spikes, prepared) if conv else \
+            _onednn_linear(spikes, prepared)
     levels = prepared.levels.to(spikes.dtype)
     if conv:
         acc = F.conv2d(spikes, levels, None, layer.stride, layer.padding,
@@ -133,20 +162,20 @@ def _per_channel(layer, values, out):
     return values
 
 
-def _onednn(layer, x, p: Int8Weights):
-    # spikes + 1 as uint8 (oneDNN's convolution takes unsigned input; the
-    # zero point 1 gives back -1, 0, +1 and pads with spike 0)
-    shifted = torch.sign(x).to(torch.int8).add_(1).view(torch.uint8)
-    out = torch.ops.onednn.qconv2d_pointwise(
+def _onednn(layer, shifted, p: Int8Weights):
+    # spikes + 1 as uint8: oneDNN's convolution takes unsigned input, the
+    # zero point 1 gives back -1, 0, +1 and pads with spike 0. It answers
+    # channels-last, and so it stays: BN, adds and the neurons (which
+    # walk any dense layout) keep it, and the next int8 convolution reads
+    # its neuron's codes without a reorder
+    return torch.ops.onednn.qconv2d_pointwise(
         shifted, 1.0, 1, p.packed, p.scale, _zero_points(p.scale), p.bias,
         list(layer.stride), list(layer.padding), list(layer.dilation),
         layer.groups, 1.0, 0, torch.float32, 'none', [], '')
-    # oneDNN answers channels-last; the neurons and BN want it plain
-    return out.contiguous()
 
 
-def _onednn_linear(x, p: Int8Weights):
-    spikes = torch.sign(x).to(torch.int8).reshape(-1, x.shape[-1])
+def _onednn_linear(spikes, p: Int8Weights):
+    x, spikes = spikes, spikes.reshape(-1, spikes.shape[-1])
     out = torch.ops.onednn.qlinear_pointwise(
         spikes, 1.0, 0, p.packed, p.scale, _zero_points(p.scale), p.bias,
         1.0, 0, torch.float32, 'none', [], '')
@@ -177,8 +206,7 @@ def onednn_int8_works() -> bool:
             x = torch.randint(-1, 2, shape, generator=gen).float() * theta
             fast = prepare_int8(layer, grid, layer.bias, theta, 'cpu', True)
             slow = prepare_int8(layer, grid, layer.bias, theta, 'cpu', False)
-            if not torch.equal(run_int8(layer, x, fast),
-                               run_int8(layer, x, slow)):
+            if not torch.equal(run(layer, x, fast), run(layer, x, slow)):
                 return False
     except (RuntimeError, AttributeError, TypeError):
         return False

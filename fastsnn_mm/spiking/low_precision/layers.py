@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from ..fold_bn import FoldedConv2d, _fold_active
-from .fast_paths import say_if_slow
+from ..spike_codes import codes_of
+from .fast_paths import say_if_slow, time_once
 from .int_grid import find_int_grid, round_to_int_grid
 from .kernels import (
+    codes_form,
     int8_supported,
     prepare_float,
     prepare_int8,
-    run_float,
-    run_int8,
+    run,
 )
 from .options import SPIKE_DTYPES, is_int8, rounds_weights
 
@@ -56,15 +57,25 @@ class SpikeInput:
             setattr(self, name, param)
         for name, buf in layer.named_buffers(recurse=False):
             setattr(self, name, buf)
-        self.train(layer.training)
         self.spike_dtype = spike_dtype
         #: what the spike-reading calls run in ('int8', 'bfloat16', ...,
         #: 'float32'); None until a call read spikes
         self.runs_in = None
         #: why a spike-reading layer runs in float32, else None
         self.why_float32 = None
+        #: the form of spikes it reads (:func:`.kernels.codes_form`), None
+        #: while it reads none: what its neuron is asked to write
+        self.codes_form = None
         # plain attributes, not submodules: no second set of state keys
         vars(self).update(_float_layer=layer, _trace=trace, _source=None)
+        return self.train(layer.training)
+
+    def train(self, mode: bool = True):
+        # the layer it replaced is no child (no second set of state keys),
+        # so eval() would not reach it: its mode decides whether its BN
+        # partner folds (fold_bn) and how its float32 calls run
+        super().train(mode)
+        self._float_layer.train(mode)
         return self
 
     # -- which neuron feeds this layer -------------------------------------
@@ -94,8 +105,11 @@ class SpikeInput:
         prepared = self._prepare(neuron.theta, x.device)
         if prepared is None:
             return self._float32(x)
-        run = run_int8 if is_int8(self.spike_dtype) else run_float
-        return run(self, x, prepared)
+        # the spikes as its neuron wrote them for it, or made by run()
+        out = run(self, x, prepared, codes_of(x, self.codes_form))
+        time_once(x.device, self.spike_dtype, self._trace.name_of(self),
+                  lambda: run(self, x, prepared), lambda: self._float32(x))
+        return out
 
     def _lowerable(self, x):
         """Empty batches and unbatched conv inputs stay float32."""
@@ -133,6 +147,12 @@ class SpikeInput:
         if self._source is False:
             return self._stays_float32(MIXED)
         self.runs_in, self.why_float32 = self.spike_dtype, None
+        prepared = self._lowered(weight, bias, theta, device)
+        self.codes_form = None if prepared is None else \
+            codes_form(self, prepared)
+        return prepared
+
+    def _lowered(self, weight, bias, theta, device):
         if not is_int8(self.spike_dtype):
             return prepare_float(weight, bias, theta,
                                  SPIKE_DTYPES[self.spike_dtype])
@@ -149,6 +169,7 @@ class SpikeInput:
 
     def _stays_float32(self, why):
         self.runs_in, self.why_float32 = FLOAT32, why
+        self.codes_form = None
         return None
 
     def extra_repr(self):

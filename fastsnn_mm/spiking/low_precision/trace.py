@@ -14,7 +14,9 @@ output (weakly: a freed tensor's id may come back), and each layer asks,
 call by call, whether its input is one of those; the model's forward hook
 ends the trace after the first call in which a layer ran, and logs one
 line of what runs in which precision. A model's dataflow is the same for
-every batch, so the first call's answer holds for the later ones.
+every batch, so the first call's answer holds for the later ones. At the
+end each neuron learns the form its low-precision readers take spikes in
+and writes them so itself (:mod:`..spike_codes`): no conversion pass.
 """
 import weakref
 
@@ -42,6 +44,10 @@ class SpikeTrace:
     def watch(self, layer, name):
         self._layers[layer] = name
 
+    def name_of(self, layer):
+        """The module path of a watched layer."""
+        return self._layers.get(layer, '?')
+
     def producer(self, x):
         """The neuron whose output ``x`` is, or None."""
         entry = self._outputs.get(id(x))
@@ -55,7 +61,19 @@ class SpikeTrace:
         if self.active and any(layer._source is not None
                                for layer in self._layers):
             self.retire()
+            self._ask_neurons_for_codes()
             print_log(self.summary(), logger='current')
+
+    def _ask_neurons_for_codes(self):
+        """Each neuron whose low-precision readers all take one form of
+        spikes writes them in that form beside its output (in the same
+        pass: :mod:`..spike_codes`); readers in float32 read the output."""
+        forms = {}
+        for layer in self._layers:
+            if isinstance(layer._source, nn.Module) and layer.codes_form:
+                forms.setdefault(layer._source, set()).add(layer.codes_form)
+        for neuron, wanted in forms.items():
+            neuron.spike_codes = wanted.pop() if len(wanted) == 1 else None
 
     def retire(self):
         """End the trace: hooks off (re-conversion retires it too)."""
