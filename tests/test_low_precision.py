@@ -504,3 +504,23 @@ def test_a_dtype_slower_than_float32_is_named_with_its_factor(
         assert len(slow) == named
         if named:
             assert '1.50x' in slow[0] and 'layer conv2' in slow[0]
+
+
+def test_the_trace_line_suggests_fold_bn_where_bn_runs_on_its_own(log_of):
+    from fastsnn_mm.spiking.low_precision import trace as trace_module
+    said = log_of(trace_module)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), QuantReLU(3, alpha=1.0),
+        nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8),
+        QuantReLU(3, alpha=0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 3)).eval()
+    quantize_model(net, 3, weight=dict(type='uniform', bits=4))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for fold in (False, True):
+            said.clear()
+            convert_to_snn(net, timesteps=3, fold_bn=fold,
+                           spike_dtype='int8')(x)
+            line = [m for m in said if 'layers read spikes' in m][0]
+            assert ('1 BatchNorm layers run on their own: fold_bn=True'
+                    in line) is not fold

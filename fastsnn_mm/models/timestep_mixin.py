@@ -16,8 +16,9 @@ from contextlib import contextmanager
 
 from ..errors import BadArgumentError
 from ..quantization.from_config import quantize_from_config
-from ..spiking import convert_to_snn, neurons_of, run_timesteps
+from ..spiking import convert_to_snn, neurons_of
 from ..spiking.low_precision import check_spike_dtype
+from ..spiking.runner import run_settings, run_settled
 from ..spiking.validation import CONFIG, check_snn_arguments
 
 #: what a config's ``quant=dict(...)`` / ``snn=dict(...)`` may hold
@@ -124,9 +125,7 @@ class TimestepMixin:
     def snn_forward(self, inputs):
         """Run :meth:`spiking_path` as a T-step SNN, outputs averaged over
         T."""
-        cfg = self.snn_cfg
-        return run_timesteps(self, self.spiking_path, inputs,
-                             cfg.timesteps, cfg.mode, cfg.time_chunk)
+        return run_settings(self, self.spiking_path, inputs, self.snn_cfg)
 
     # -- task loss ---------------------------------------------------------
     def refuse_snn_loss(self):
@@ -155,9 +154,8 @@ class TimestepMixin:
         :meth:`snn_loss_allowed`."""
         if not getattr(self, '_snn_loss_ok', False):
             self.refuse_snn_loss()
-        T = self.snn_cfg['timesteps']
-        outs = run_timesteps(self, self.spiking_path, inputs, T, 'folded',
-                             T)
+        T = self.snn_cfg.timesteps
+        outs = run_settled(self, self.spiking_path, inputs, T, 'folded', T)
         return self.loss_from_outputs(outs, data_samples)
 
     def loss_from_outputs(self, outs, data_samples):

@@ -25,7 +25,7 @@ from .low_precision import (
 )
 from .neurons import NEURONS, IFNeuron
 from .run_state import neurons_of
-from .runner import run_timesteps
+from .runner import run_settings
 from .settings import SNNSettings
 from .validation import check_snn_arguments
 
@@ -187,9 +187,7 @@ class SpikingNetwork(nn.Module):
         return self.settings.time_chunk
 
     def forward(self, x):
-        s = self.settings
-        return run_timesteps(self.module, self.module, x, s.timesteps,
-                             s.mode, s.time_chunk)
+        return run_settings(self.module, self.module, x, self.settings)
 
 
 def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',

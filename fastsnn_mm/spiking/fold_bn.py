@@ -2,13 +2,19 @@
 
 In the SNN every conv and BN runs on T steps' worth of data; a BN folded
 into its conv's weight and bias saves one elementwise pass and one tensor
-per step (BN took 3-4 % of the folded SNN's time in
-``benchmarks/bench_snn.py --layers 7``; the ``--fold-bn`` row shows no gain
-above the noise, so folding is off by default). Folding is done at run
-time, not by rewriting parameters: the checkpoint keys and values stay
-those of the QANN (SNN checkpoints still load into QANN models and back),
-and the folded copy is recomputed whenever a parameter or statistic
-changes (layer-wise fine-tuning, ``load_state_dict``).
+per step. With float32 spikes that is 3-4 % of the SNN's time
+(``benchmarks/bench_snn.py --layers 7``, no gain above the noise); with a
+low-precision ``spike_dtype`` the convs are several times faster and BN on
+their channels-last outputs is about a fifth of the run
+(``benchmarks/bench_spike_dtype.py --fold-bn int8``: 0.33 -> 0.26 x T QANN
+passes at T = 7). Folding rounds differently from conv then BN, so it
+stays opt-in; the low-precision trace's log line suggests it.
+
+Folding is done at run time, not by rewriting parameters: the checkpoint
+keys and values stay those of the QANN (SNN checkpoints still load into
+QANN models and back), and the folded copy is recomputed whenever a
+parameter or statistic changes (layer-wise fine-tuning,
+``load_state_dict``).
 
 Only pairs whose order is certain are folded:
   * ``nn.Sequential`` children ``Conv2d, BatchNorm2d`` next to each other;

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from .validation import MODES, check_snn_arguments
+from .validation import MODES
 
 #: CPU: by default folded mode presents as many steps per pass as keep each
 #: time-folded activation under this size. Folding all T steps at once makes
@@ -158,7 +158,6 @@ def plan_for(device, mode: str, timesteps: int, batch: int, sizes,
     memory (default: queried, :func:`device_free_bytes`; None means no
     limit); the CPU policy ignores it.
     """
-    check_snn_arguments(timesteps, mode=mode, timesteps_default=False)
     device = torch.device(device)
     if device.type == 'cpu':
         policy, free = POLICIES['cpu'], None

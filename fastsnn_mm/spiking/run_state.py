@@ -20,7 +20,6 @@ from contextlib import contextmanager
 
 from .functional import new_state, time_mean, unfold_time
 from .neurons import IFNeuron
-from .validation import check_snn_arguments
 
 
 def neurons_of(model):
@@ -38,7 +37,7 @@ class TimestepRun:
     """
 
     def __init__(self, timesteps: int, batch_size: int, mode: str):
-        check_snn_arguments(timesteps, mode=mode, timesteps_default=False)
+        # T and mode come checked (an SNNSettings, or run_timesteps)
         self.timesteps = int(timesteps)
         self.batch_size = int(batch_size)
         self.mode = mode

@@ -35,7 +35,8 @@ from .run_state import TimestepRun, neurons_of, timestep_context, timestep_run
 from .sizing import input_shape_info, remember_unsliceable
 from .validation import check_snn_arguments
 
-__all__ = ['run_timesteps', 'run_plan', 'neurons_of', 'timestep_context',
+__all__ = ['run_timesteps', 'run_settings', 'run_settled', 'run_plan',
+           'neurons_of', 'timestep_context',
            'timestep_run', 'TimestepRun', 'PassPlan', 'plan_for', 'MODES',
            'input_shape_info', 'slice_sizes', 'streaming_slice']
 
@@ -58,9 +59,23 @@ def run_timesteps(model, path, x, timesteps: int, mode: str = 'folded',
     whole give the same bits; slices agree to float rounding (see
     :func:`_in_slices`).
     """
-    check_snn_input(model, x)  # NaN/Inf or wrong channels: refused
     check_snn_arguments(timesteps, mode=mode, time_chunk=time_chunk,
                         timesteps_default=False)
+    return run_settled(model, path, x, timesteps, mode, time_chunk)
+
+
+def run_settings(model, path, x, settings):
+    """:func:`run_timesteps` as an :class:`~.settings.SNNSettings` says:
+    checked when they were made, read here (what converted models call)."""
+    return run_settled(model, path, x, settings.timesteps, settings.mode,
+                       settings.time_chunk)
+
+
+def run_settled(model, path, x, timesteps: int, mode: str,
+                time_chunk=None):
+    """:func:`run_timesteps` on arguments checked already: the plan and
+    the run state read them as they are."""
+    check_snn_input(model, x)  # NaN/Inf or wrong channels: refused
     T, batch = timesteps, x.shape[0]
     steps = asked_steps(time_chunk, mode, T)
     if mode == 'folded' and steps is not None:

@@ -36,6 +36,11 @@ class SpikeTrace:
         self._layers = {}  # layer -> its module path
         self._outputs = {}  # id(tensor) -> (weak ref, neuron)
         self._autograd_noted = False
+        #: BatchNorm layers left unfolded (``convert_to_snn(fold_bn=True)``
+        #: folds them into their convs: the low-precision convs are fast,
+        #: so BN is a large share of what is left)
+        self._unfolded_bn = sum(type(m) is nn.BatchNorm2d
+                                for m in model.modules())
         self._handles = [n.register_forward_hook(self._note_output)
                          for n in neurons_of(model)]
         self._handles.append(model.register_forward_hook(
@@ -111,6 +116,11 @@ class SpikeTrace:
         if why:
             line += '; float32 for ' + ', '.join(why[:5]) + \
                 (' ...' if len(why) > 5 else '')
+        if self._unfolded_bn and reading:
+            line += (f'; {self._unfolded_bn} BatchNorm layers run on their '
+                     'own: fold_bn=True folds those it can pair with a '
+                     'conv (a fifth of a QResNet-18 SNN\'s time in int8, '
+                     'benchmarks/bench_spike_dtype.py --fold-bn)')
         return line
 
     def __getstate__(self):
