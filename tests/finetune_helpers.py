@@ -67,6 +67,10 @@ def main(data_root, ckpt, work_dir, out, loop='{}'):
         torch.save(dict(state=runner.model.module.state_dict(),
                         report=runner.train_loop.report), out)
     dist.destroy_process_group()
+    # a rank's teardown can abort (launch.exit_at_once says why): the
+    # tools end their ranks this way, and so does this one
+    from fastsnn_mm.utils.launch import exit_at_once
+    exit_at_once(0)
 
 
 if __name__ == '__main__':

@@ -221,8 +221,8 @@ def test_tool_exits_0_on_a_right_and_1_on_a_broken_conversion(
     # a converter that takes the wrong threshold: exit code 1, by layer
     made = IFNeuron.from_quant_relu.__func__
 
-    def off_by_a_quarter(cls, qrelu, timesteps):
-        neuron = made(cls, qrelu, timesteps)
+    def off_by_a_quarter(cls, qrelu):
+        neuron = made(cls, qrelu)
         neuron.theta.mul_(1.25)
         return neuron
     monkeypatch.setattr(IFNeuron, 'from_quant_relu',

@@ -15,7 +15,7 @@ from fastsnn_mm.spiking.functional import if_loop
 
 def spike_counts(neuron_cls, x_steps, theta, T):
     """Feed a [T, N] input sequence through a neuron, return net counts."""
-    neuron = neuron_cls(theta=theta, timesteps=T)
+    neuron = neuron_cls(theta=theta)
     N = x_steps.shape[1]
     with timestep_context(neuron, T, N, 'folded'):
         out = neuron(x_steps.reshape(T * N))
@@ -75,7 +75,7 @@ def test_reference_loop_constant_equals_repeated():
 
 def test_neuron_outside_runner_raises():
     with pytest.raises(RuntimeError, match='timestep runner'):
-        SignedIFNeuron(1.0, 3)(torch.ones(2))
+        SignedIFNeuron(1.0, bits=2)(torch.ones(2))
 
 
 def test_threshold_loads_from_qann_alpha():

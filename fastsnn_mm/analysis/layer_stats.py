@@ -57,7 +57,10 @@ def default_timesteps(snn) -> int:
         raise ValueError('the model has no spiking neurons: convert it first '
                          '(convert_to_snn or model.to_snn)')
     bits = [n.bits for n in neurons if n.bits]
-    return 2 ** max(bits) - 1 if bits else neurons[0].timesteps
+    if not bits:
+        raise ValueError('no neuron knows the bits of its QuantReLU: pass '
+                         'timesteps= (T) explicitly')
+    return 2 ** max(bits) - 1
 
 
 class _CallSites:

@@ -155,9 +155,9 @@ def replace_quant_relus(model, timesteps=None, neuron='signed'):
 
     def swap(path, child):
         if isinstance(child, QuantReLU):
-            return cls.from_quant_relu(child, timesteps)
-        if isinstance(child, IFNeuron):  # re-conversion: new T / type
-            return cls(child.theta, timesteps, child.bits, child.inplace)
+            return cls.from_quant_relu(child)
+        if isinstance(child, IFNeuron):  # re-conversion: another rule
+            return cls(child.theta, child.bits, child.inplace)
         return None
 
     replace_modules(model, swap)

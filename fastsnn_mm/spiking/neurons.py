@@ -66,11 +66,12 @@ class IFNeuron(nn.Module):
     Args:
         theta (float | Tensor): threshold; a tensor keeps its device and
             dtype. Defaults to 1.0.
-        timesteps (int): the T it was converted for (2^b - 1 by default);
-            a run presents its own T. Defaults to 1.
         bits (int | None): bits of the QuantReLU it replaced.
         inplace (bool): may write spikes over its input (QuantReLU's
             ``inplace``). Defaults to False.
+
+    T is not a neuron's: the run presents its steps (the model's
+    :class:`~.settings.SNNSettings` say how many).
     """
 
     #: the update (:class:`rules.NeuronRule`; a registered name or rule
@@ -90,22 +91,19 @@ class IFNeuron(nn.Module):
             cls.rule = as_rule(cls.rule)
             _CLASSES.setdefault(cls.rule.name, cls)
 
-    def __init__(self, theta=1.0, timesteps: int = 1, bits: int = None,
-                 inplace: bool = False):
+    def __init__(self, theta=1.0, bits: int = None, inplace: bool = False):
         super().__init__()
         self.inplace = bool(inplace)
         if not isinstance(theta, torch.Tensor):
             theta = torch.tensor([float(theta)])
         self.register_buffer('theta', theta.detach().reshape(1).clone())
         self.bits = bits
-        self.timesteps = int(timesteps)
         #: the run presenting steps now (set by the runner), else None
         self.timestep_run = None
 
     @classmethod
-    def from_quant_relu(cls, qrelu, timesteps: int):
-        return cls(theta=threshold_from_alpha(qrelu.alpha),
-                   timesteps=timesteps, bits=qrelu.bits,
+    def from_quant_relu(cls, qrelu):
+        return cls(theta=threshold_from_alpha(qrelu.alpha), bits=qrelu.bits,
                    inplace=getattr(qrelu, 'inplace', False))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -159,8 +157,7 @@ class IFNeuron(nn.Module):
 
     def extra_repr(self):
         theta = 'meta' if self.theta.is_meta else f'{self.theta.item():.4g}'
-        return (f'theta={theta}, timesteps={self.timesteps}, '
-                f'rule={self.rule.name}')
+        return f'theta={theta}, bits={self.bits}, rule={self.rule.name}'
 
 
 class SignedIFNeuron(IFNeuron):

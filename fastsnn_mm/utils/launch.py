@@ -64,21 +64,37 @@ def run_main(main):
                         raise
                     _await_launcher_stop()
                     fail(_collective_failed(err), code=1)
-            leave_process_group()
+            if leave_process_group():
+                exit_at_once(0)
             return result
         except Stopped as stopped:
             # the clean-up on the way up (a write's) has run; skip the
             # interpreter's teardown (seconds of module and gloo destructors
             # on a busy CPU) so the launcher sees this rank go at once
-            logging.shutdown()
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            os._exit(stopped.code)
-        except SystemExit:  # fail(): one line said, nothing in flight
-            leave_process_group()
+            exit_at_once(stopped.code)
+        except SystemExit as done:  # fail(): one line said, nothing in flight
+            if leave_process_group():
+                exit_at_once(done.code if isinstance(done.code, int) else 1)
             raise
     return wrapped
+
+
+def exit_at_once(code: int):
+    """End this process now: logs and streams flushed, the interpreter's
+    teardown skipped.
+
+    Why for a rank whose work is done: after its process group is gone the
+    teardown still destroys torch's C++ statics (the rendezvous store and
+    its threads); on a slow run (issue 26: ``MKL_ENABLE_INSTRUCTIONS=
+    SSE4_2``) a rank now and then died there with SIGABRT, "terminate
+    called without an active exception" (a joinable std::thread
+    destroyed), turning a finished run into exit code 134. Files are
+    written atomically and closed before this point; nothing is lost."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _manager_classes():
@@ -307,9 +323,9 @@ def gloo_timeout(cfg) -> float:
 _STARTED_GROUP = False
 
 
-def leave_process_group():
+def leave_process_group() -> bool:
     """Destroy the process group this run started, before the interpreter
-    exits.
+    exits; True when this process had started one (a launched rank).
 
     Why: the tools never did, and neither does mmengine. Left to the
     interpreter's teardown, the group's destructor can run after the
@@ -324,11 +340,12 @@ def leave_process_group():
     """
     global _STARTED_GROUP
     if not _STARTED_GROUP:
-        return
+        return False
     _STARTED_GROUP = False
     import torch.distributed as dist
     if dist.is_initialized():
         dist.destroy_process_group()
+    return True
 
 
 def stop_on_sigterm():
