@@ -30,7 +30,6 @@ picks algorithms per batch shape and TF32 is on for convolutions), so
 "bit-identical" holds per device and per batch shape.
 """
 import os
-import weakref
 
 import torch
 
@@ -117,25 +116,12 @@ def _fused(backend):
     return _triton() if backend == 'triton' else kernel
 
 
-#: id(theta) -> (weak ref, version, form, bits): codes made once per
-#: threshold value, not once per call (on CUDA reading theta syncs)
-_BITS = {}
-
-
 def _with_codes(backend, codes, theta):
     """(form, bits) for a fused kernel to write beside its output, or
     None."""
     if codes is None or backend == 'reference':
         return None
-    held = _BITS.get(id(theta))
-    if held is None or held[0]() is not theta or held[1] != theta._version \
-            or held[2] != codes:
-        if len(_BITS) > 4096:
-            _BITS.clear()
-        bits = codes.bits(float(theta.reshape(-1)[0].item()))
-        held = _BITS[id(theta)] = (weakref.ref(theta), theta._version,
-                                   codes, bits)
-    return codes, held[3]
+    return codes, codes.bits_at(theta)
 
 
 def if_folded(x, theta, rule, constant: bool, timesteps: int,

@@ -15,6 +15,7 @@ memory layout. The neuron hangs them on its output tensor
 input is that very tensor, unchanged since.
 """
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,6 +28,8 @@ UNIT = 'unit'        # spike x u, u = theta rounded to ``dtype`` (normal)
 
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
 _ATTR = '_fastsnn_spike_codes'
+#: id(threshold tensor) -> (weak ref, version, form, bits)
+_AT = {}
 
 
 def unit_of(theta: float, dtype) -> Optional[float]:
@@ -78,6 +81,20 @@ class SpikeCodes:
         """The three codes as unsigned integers of ``dtype``'s width: what
         the kernels store."""
         return _bits(self, float(theta))
+
+    def bits_at(self, theta: torch.Tensor):
+        """:meth:`bits` at a threshold tensor, read from it once per value
+        (a version of the tensor), not once per call: on CUDA reading it
+        waits for the device."""
+        held = _AT.get(id(theta))
+        if held is None or held[0]() is not theta \
+                or held[1] != theta._version or held[2] != self:
+            if len(_AT) > 4096:
+                _AT.clear()
+            bits = self.bits(float(theta.reshape(-1)[0].item()))
+            held = _AT[id(theta)] = (weakref.ref(theta), theta._version,
+                                     self, bits)
+        return held[3]
 
 
 @functools.lru_cache(maxsize=4096)
