@@ -212,7 +212,7 @@ def test_deeplab_snn_shapes_and_folded_equals_streaming():
     assert len({id(n) for n in model.neurons}) == len(model.neurons) > 20
     assert all(isinstance(n, IFNeuron) for n in model.neurons)
     # the image-pool branch is on the spiking path and its neuron fires
-    assert isinstance(pool, IFNeuron) and pool.timesteps == 3
+    assert isinstance(pool, IFNeuron) and model.snn_cfg['timesteps'] == 3
     assert sum(pool_out) > 0
 
 

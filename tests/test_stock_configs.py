@@ -116,6 +116,21 @@ class StemAndGate(nn.Module):
         return self.spp(y)
 
 
+@pytest.mark.parametrize('name', sorted(STOCK) + [
+    'deeplabv3_r18-d8_fastsnn_synthetic_layerwise'])
+def test_stock_configs_report_on_the_unseen_test_split(name):
+    """tools/test.py and the fine-tuning report read the generator's test
+    lists; validation during training reads val."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'stock', f'{name}.py'))
+    test, val = cfg.test_dataloader.dataset, cfg.val_dataloader.dataset
+    assert test.ann_file.endswith('test.txt'), test.ann_file
+    assert val.ann_file.endswith('val.txt'), val.ann_file
+    if name.endswith('_layerwise'):
+        assert cfg.train_cfg.type == 'LayerwiseFinetuneLoop'
+        assert cfg.train_cfg.report_on == 'test'
+
+
 @pytest.fixture
 def logged(log_of):
     return log_of(convertible_module)
