@@ -87,6 +87,12 @@ def _ms(fn):
     return (time.perf_counter() - start) * 1e3
 
 
+def timed(device, spike_dtype) -> bool:
+    """Whether :func:`time_once` ran for this device kind and dtype (a
+    layer asks before it makes the two calls to time)."""
+    return (torch.device(device).type, spike_dtype) in _TIMED
+
+
 def time_once(device, spike_dtype, name, low, float32):
     """Once per process, device kind and spike dtype: time one more call
     of a spike-reading layer in ``spike_dtype`` (``low``) against the same

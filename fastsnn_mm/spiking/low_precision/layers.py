@@ -20,7 +20,7 @@ from torch import nn
 
 from ..fold_bn import FoldedConv2d, _fold_active
 from ..spike_codes import codes_of
-from .fast_paths import say_if_slow, time_once
+from .fast_paths import say_if_slow, time_once, timed
 from .int_grid import find_int_grid, round_to_int_grid
 from .kernels import (
     codes_form,
@@ -107,8 +107,10 @@ class SpikeInput:
             return self._float32(x)
         # the spikes as its neuron wrote them for it, or made by run()
         out = run(self, x, prepared, codes_of(x, self.codes_form))
-        time_once(x.device, self.spike_dtype, self._trace.name_of(self),
-                  lambda: run(self, x, prepared), lambda: self._float32(x))
+        if not timed(x.device, self.spike_dtype):  # once per process
+            time_once(x.device, self.spike_dtype, self._trace.name_of(self),
+                      lambda: run(self, x, prepared),
+                      lambda: self._float32(x))
         return out
 
     def _lowerable(self, x):
