@@ -13,7 +13,7 @@ from conftest import REPO
 from finetune_helpers import finetune_cfg, train_tiny_qann
 from mmengine.runner import Runner
 
-from fastsnn_mm.engine.loops.finetune_judges import MetricJudge
+from fastsnn_mm.engine.loops.finetune_judges import AgreementJudge, MetricJudge
 from fastsnn_mm.engine.loops.finetune_progress import (
     PROGRESS_FILE,
     REPORT_FILE,
@@ -237,3 +237,43 @@ def test_unknown_loop_key_is_one_clear_error():
     from fastsnn_mm.errors import BadArgumentError
     with pytest.raises(BadArgumentError, match='unknown key.*judge_sise'):
         FinetuneSettings.from_config(dict(judge_sise=0.1))
+
+
+def test_label_free_judge_keeps_the_snn_close_to_its_qann(qann, tmp_path):
+    """judge_on='val_agreement': the val images judge by how closely the
+    SNN's outputs follow the QANN's (no labels read); a harmful learning
+    rate is reverted by it, so agreement never ends lower than it began."""
+    data_root, ckpt = qann
+    runner = _run(finetune_cfg(
+        data_root, tmp_path, ckpt, lr_candidates=[30.0], iters_per_layer=3,
+        keep_best=False, judge_on='val_agreement'))
+    with open(osp.join(tmp_path, REPORT_FILE)) as f:
+        rep = json.load(f)
+    judged = rep['judged_on']
+    assert judged['source'] == 'val_agreement' and judged['labels'] is False
+    assert judged['images'] == len(runner.val_dataloader.dataset)
+    assert rep['metric_key'] == AgreementJudge.metric_key
+    # the QANN agrees with itself; the SNN at best as well
+    assert rep['metric_qann'] == 0.0 and rep['metric_before'] < 0.0
+    assert rep['metric_before'] <= rep['metric_after'] <= 0.0
+    assert any(g['reverted_by'] == 'task metric' for g in rep['groups'])
+
+
+def test_agreement_judge_scores_distance_to_the_qann(qann, tmp_path):
+    """The QANN scores 0 against itself; an SNN scores minus its output
+    MSE, lower the further its weights move."""
+    from fastsnn_mm.engine.loops.finetune_trainer import preprocess
+    data_root, ckpt = qann
+    runner = Runner.from_cfg(finetune_cfg(data_root, str(tmp_path), ckpt))
+    runner.load_checkpoint(ckpt)
+    model = runner.model.eval()
+    qann_copy = model.qann_copy()
+    batches = [preprocess(model, d) for d in list(runner.val_dataloader)[:2]]
+    judge = AgreementJudge(qann_copy, batches)
+    model.to_snn(mode='folded', timesteps=3, neuron='signed')
+    assert judge(qann_copy) == 0.0
+    near = judge(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+    assert judge(model) < near <= 0.0

@@ -39,6 +39,58 @@ def test_steps_wait_for_what_they_need():
     assert 'test_dataloader.dataset.data_root=/other' in other.argv
 
 
+def test_regimes_and_judges_are_runs_of_their_own():
+    """Each regime tests its own SNN once; each judge tunes from the same
+    QANN; the default run keeps its old names (a rerun resumes it); a
+    larger test split replaces the test data of every report."""
+    steps = protocol.plan('/w', ['det'], [2], [0], other='/other',
+                          regimes=['signed', 'unsigned', 'short'],
+                          judges=['train_slice', 'val_agreement'],
+                          test_root='/big')
+    by = {s.name: s for s in steps}
+    assert len(by) == len(steps)
+    assert {'eval_det2_s0', 'eval_det2_s0_unsigned', 'eval_det2_s0_short',
+            'ft_det2_s0', 'ft_det2_s0_signed_val_agreement',
+            'ft_det2_s0_unsigned_train_slice',
+            'ft_det2_s0_short_val_agreement'} <= set(by)
+    ev = by['eval_det2_s0_unsigned'].argv
+    assert ev[ev.index('--neuron') + 1] == 'unsigned'
+    assert ev[ev.index('--timesteps') + 1] == '3'
+    assert 'test_dataloader.dataset.data_root=/big' in ev
+    short = by['ft_det2_s0_short_val_agreement'].argv
+    assert 'train_cfg.timesteps=2' in short and \
+        "train_cfg.neuron='signed'" in short and \
+        "train_cfg.judge_on='val_agreement'" in short
+    assert 'test_dataloader.dataset.data_root=/big' in short
+    assert by['ft_det2_s0_short_val_agreement'].needs == ['det2_s0']
+    # the other family stays with the default run only
+    assert [s.name for s in steps if s.name.startswith('other_')] == [
+        'other_det2_s0', 'other_ft_det2_s0']
+
+
+def test_judge_table_sets_judges_side_by_side():
+    rows = []
+    for judge, up in (('train_slice', [-0.6, -1.0, -0.2]),
+                      ('val_agreement', [0.3, 0.1, 0.5])):
+        r = dict(task='seg', metric='mIoU', bits=2, T=3, neuron='unsigned',
+                 seed=0, judge=judge, tuned_vs_untuned=up,
+                 tuned_vs_qann=[-2.0, -2.5, -1.5],
+                 intervals={'SNN before': {'vs_qann': [-2.3, -2.8, -1.8]}})
+        r['verdicts'] = protocol.verdicts(r)
+        rows.append(r)
+    text = protocol.judge_table(rows)
+    first = text.splitlines()[2]
+    assert first.startswith('| seg mIoU, 2-bit (T=3), unsigned, seed 0 | '
+                            '-2.30 [-2.80, -1.80] |')
+    assert '+0.30 [+0.10, +0.50]; -2.00 [-2.50, -1.50] (missed)' in first
+    summary = {line.split(' | ')[0]: line for line in text.splitlines()
+               if line.startswith('| train_slice') or
+               line.startswith('| val_agreement')}
+    assert summary['| train_slice'].endswith('| -0.60 | -2.00 | 1 |')
+    assert summary['| val_agreement'].endswith('| +0.30 | -2.00 | 0 |')
+    assert protocol.judge_table(rows[:1]) == ''
+
+
 def test_bad_jobs_is_one_line():
     run = subprocess.run(
         [sys.executable, 'tools/analysis_tools/unseen_split_protocol.py',

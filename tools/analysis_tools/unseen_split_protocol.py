@@ -95,10 +95,35 @@ def last_checkpoint(folder):
         return f.read().strip()
 
 
-def plan(root, tasks, bits, seeds, other=None):
+#: regime -> (neuron, T from the bit width): the paper's SNN, and settings
+#: where it loses to its QANN before tuning (what fine-tuning is for)
+REGIMES = {'signed': ('signed', lambda b: 2 ** b - 1),
+           'unsigned': ('unsigned', lambda b: 2 ** b - 1),
+           'short': ('signed', lambda b: 2 ** (b - 1))}
+#: who keeps or reverts each stage (``train_cfg.judge_on``)
+JUDGES = ('train_slice', 'val', 'val_agreement')
+DEFAULT_RUN = ('signed', 'train_slice')
+
+
+def eval_name(qann, regime):
+    return f'eval_{qann}' + ('' if regime == DEFAULT_RUN[0] else
+                             f'_{regime}')
+
+
+def ft_name(qann, regime, judge):
+    return f'ft_{qann}' + ('' if (regime, judge) == DEFAULT_RUN else
+                           f'_{regime}_{judge}')
+
+
+def plan(root, tasks, bits, seeds, other=None, regimes=(DEFAULT_RUN[0],),
+         judges=(DEFAULT_RUN[1],), test_root=None):
     """The steps, in an order that respects what each needs; ``other``: a
-    data root whose test split is of the other family, evaluated too."""
+    data root whose test split is of the other family, evaluated too;
+    ``test_root``: a data root whose test split replaces the default one
+    (the same training and val images, more test images)."""
     steps = []
+    swap = [] if test_root is None else [
+        f'test_dataloader.dataset.data_root={test_root}']
 
     def train(name, config, seed, load_from=None, extra=(), needs=()):
         opts = [f'randomness.seed={seed}'] + list(extra)
@@ -122,19 +147,27 @@ def plan(root, tasks, bits, seeds, other=None):
             ft = TASKS[task][2]
             for b in bits:
                 qann = f'{task}{b}_s{s}'
-                t = 2 ** b - 1
-                steps.append(Step(f'eval_{qann}', [
-                    'tools/test.py', TASKS[task][3 - b], f'@{qann}',
-                    '--compare', '--neuron', 'signed', '--timesteps', str(t),
-                    '--work-dir', osp.join(root, f'eval_{qann}'),
-                    '--out-json',
-                    osp.join(root, f'eval_{qann}', 'results.json')],
-                    [qann]))
-                train(f'ft_{qann}', ft, s, qann, needs=[qann], extra=[
-                    f'model.quant.bits={b}', f'train_cfg.timesteps={t}',
-                    "train_cfg.report_on='test'",
-                    'train_cfg.report_stages=True'])
-                if other:
+                for regime in regimes:
+                    neuron, t = REGIMES[regime][0], str(REGIMES[regime][1](b))
+                    ev = eval_name(qann, regime)
+                    steps.append(Step(ev, [
+                        'tools/test.py', TASKS[task][3 - b], f'@{qann}',
+                        '--compare', '--neuron', neuron, '--timesteps', t,
+                        '--work-dir', osp.join(root, ev), '--out-json',
+                        osp.join(root, ev, 'results.json')]
+                        + (['--cfg-options'] + swap if swap else []),
+                        [qann]))
+                    for judge in judges:
+                        train(ft_name(qann, regime, judge), ft, s, qann,
+                              needs=[qann], extra=[
+                                  f'model.quant.bits={b}',
+                                  f'train_cfg.timesteps={t}',
+                                  f"train_cfg.neuron='{neuron}'",
+                                  f"train_cfg.judge_on='{judge}'",
+                                  "train_cfg.report_on='test'",
+                                  'train_cfg.report_stages=True'] + swap)
+                if other and DEFAULT_RUN[0] in regimes and \
+                        DEFAULT_RUN[1] in judges:
                     steps += other_family_steps(root, other, task, b, qann)
     return steps
 
@@ -218,53 +251,61 @@ def _seconds(root, step):
     return json.load(open(path))['seconds'] if osp.isfile(path) else None
 
 
-def collect(root, tasks, bits, seeds):
-    """One row per task, bit width and seed, metrics in points."""
+def collect(root, tasks, bits, seeds, regimes=(DEFAULT_RUN[0],),
+            judges=(DEFAULT_RUN[1],)):
+    """One row per task, bit width, seed, regime and judge, metrics in
+    points."""
     rows = []
-    for task in tasks:
+    runs = [(task, b, s, regime, judge) for task in tasks for b in bits
+            for regime in regimes for judge in judges for s in seeds]
+    for task, b, s, regime, judge in runs:
         key, scale = TASKS[task][3], TASKS[task][4]
-        for b in bits:
-            for s in seeds:
-                name = f'{task}{b}_s{s}'
-                ev = osp.join(root, f'eval_{name}', 'results.json')
-                ft = osp.join(root, f'ft_{name}', 'layerwise_finetune.json')
-                if not (osp.isfile(ev) and osp.isfile(ft)):
-                    continue
-                qann, snn = json.load(open(ev))[:2]
-                rep = json.load(open(ft))
-                stages = {'QANN': qann[key] * scale,
-                          'SNN before': snn[key] * scale}
-                intervals = _intervals(rep, key, scale, snn)
-                after_iv = intervals.get('after', {})
-                for st, m in rep.get('reported_stages', {}).items():
-                    stages[st] = m[key] * scale
-                after = rep['reported_on']['after'][key] * scale
-                kept = {g['layer']: not g['reverted'] for g in rep['groups']}
-                other = _other_family(root, name, key, scale)
-                rows.append(dict(
-                    task=task, bits=b, T=2 ** b - 1, seed=s, metric=key,
-                    stages=stages, after=after,
-                    gap_after=after - stages['QANN'],
-                    gap_before=stages['SNN before'] - stages['QANN'],
-                    judged_before=rep['metric_before'] * scale,
-                    judged_after=rep['metric_after'] * scale,
-                    judged_qann=rep['metric_qann'] * scale,
-                    groups_kept=sum(v for k, v in kept.items()
-                                    if k not in WHOLE_MODEL),
-                    groups=sum(1 for k in kept if k not in WHOLE_MODEL),
-                    rows=[dict(layer=g['layer'], reverted=g['reverted'])
-                          for g in rep['groups']],
-                    mismatch=(rep['mean_mismatch_before'],
-                              rep['mean_mismatch_after'],
-                              rep['mean_inherited_before']),
-                    stage_seconds=rep.get('stage_seconds', {}),
-                    other_family=other,
-                    qat_seconds=_seconds(root, name),
-                    bar=TARGET[task], intervals=intervals,
-                    tuned_vs_untuned=after_iv.get('vs_untuned'),
-                    tuned_vs_qann=after_iv.get('vs_qann'),
-                    interval_method=rep.get('interval_method')))
-                rows[-1]['verdicts'] = verdicts(rows[-1])
+        name = f'{task}{b}_s{s}'
+        ev = osp.join(root, eval_name(name, regime), 'results.json')
+        ft = osp.join(root, ft_name(name, regime, judge),
+                      'layerwise_finetune.json')
+        if not (osp.isfile(ev) and osp.isfile(ft)):
+            continue
+        qann, snn = json.load(open(ev))[:2]
+        rep = json.load(open(ft))
+        # the agreement judge's score is minus an MSE, not a metric
+        judged_scale = 1.0 if judge == 'val_agreement' else scale
+        stages = {'QANN': qann[key] * scale,
+                  'SNN before': snn[key] * scale}
+        intervals = _intervals(rep, key, scale, snn)
+        after_iv = intervals.get('after', {})
+        for st, m in rep.get('reported_stages', {}).items():
+            stages[st] = m[key] * scale
+        after = rep['reported_on']['after'][key] * scale
+        kept = {g['layer']: not g['reverted'] for g in rep['groups']}
+        other = _other_family(root, name, key, scale) if (
+            regime, judge) == DEFAULT_RUN else None
+        rows.append(dict(
+            task=task, bits=b, T=REGIMES[regime][1](b), seed=s,
+            metric=key, regime=regime, neuron=REGIMES[regime][0],
+            judge=judge,
+            stages=stages, after=after,
+            gap_after=after - stages['QANN'],
+            gap_before=stages['SNN before'] - stages['QANN'],
+            judged_before=rep['metric_before'] * judged_scale,
+            judged_after=rep['metric_after'] * judged_scale,
+            judged_qann=rep['metric_qann'] * judged_scale,
+            groups_kept=sum(v for k, v in kept.items()
+                            if k not in WHOLE_MODEL),
+            groups=sum(1 for k in kept if k not in WHOLE_MODEL),
+            rows=[dict(layer=g['layer'], reverted=g['reverted'])
+                  for g in rep['groups']],
+            mismatch=(rep['mean_mismatch_before'],
+                      rep['mean_mismatch_after'],
+                      rep['mean_inherited_before']),
+            stage_seconds=rep.get('stage_seconds', {}),
+            other_family=other,
+            qat_seconds=_seconds(root, name),
+            bar=TARGET[task], intervals=intervals,
+            tuned_vs_untuned=after_iv.get('vs_untuned'),
+            tuned_vs_qann=after_iv.get('vs_qann'),
+            interval_method=rep.get('interval_method')))
+        rows[-1]['verdicts'] = verdicts(rows[-1])
     return rows
 
 
@@ -357,6 +398,21 @@ def verdict_text(r):
     return f'{v["run"]}: ' + '; '.join(why)
 
 
+def run_label(r):
+    """'cls accuracy/top1, 2-bit (T=3), seed 0' and, off the default run,
+    the neuron and the judge."""
+    label = (f'{r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
+             f'seed {r["seed"]}')
+    if (r.get('regime', DEFAULT_RUN[0]), r.get('judge', DEFAULT_RUN[1])) \
+            != DEFAULT_RUN:
+        label += f', {r["neuron"]}, judge {r["judge"]}'
+    return label
+
+
+def _judged(v):
+    return f'{v:.2f}' if abs(v) >= 0.1 or v == 0 else f'{v:.2e}'
+
+
 def _ci(iv):
     """'+d [lo, hi]' of [difference, lo, hi]; '-' when there is none."""
     if iv is None:
@@ -387,15 +443,14 @@ def table(rows):
         qat = '-' if r['qat_seconds'] is None else f'{r["qat_seconds"]:.0f}'
         mm = r['mismatch']
         lines.append(
-            f'| {r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
-            f'seed {r["seed"]} | {f("QANN", None)} | '
+            f'| {run_label(r)} | {f("QANN", None)} | '
             f'{f("SNN before", "vs_qann")} | '
             + ' | '.join(f(k, 'vs_untuned') for k in STAGES[2:]) +
             f' | {_ci(r.get("tuned_vs_untuned"))} | '
             f'{_ci(r.get("tuned_vs_qann"))} | '
             f'{verdict_text(r)} (bar {TARGET[r["task"]]:g}) | '
-            f'{r["judged_before"]:.2f} -> {r["judged_after"]:.2f} '
-            f'({r["judged_qann"]:.2f}) | {mm[0]:.4f} -> {mm[1]:.4f} '
+            f'{_judged(r["judged_before"])} -> {_judged(r["judged_after"])} '
+            f'({_judged(r["judged_qann"])}) | {mm[0]:.4f} -> {mm[1]:.4f} '
             f'({100 * mm[2] / max(mm[0], 1e-12):.0f} %) | {secs}; {qat} |')
     note = interval_note(rows)
     if note:
@@ -434,10 +489,60 @@ def other_table(rows):
     for r in rows:
         o = r['other_family']
         lines.append(
-            f'| {r["task"]} {r["metric"]}, {r["bits"]}-bit (T={r["T"]}), '
-            f'seed {r["seed"]} | {o["QANN"]:.2f} | {o["SNN before"]:.2f} | '
+            f'| {run_label(r)} | {o["QANN"]:.2f} | {o["SNN before"]:.2f} | '
             f'{o["tuned"]:.2f} | {o["tuned"] - o["QANN"]:+.2f} | '
             f'{o["tuned"] - o["SNN before"]:+.2f} |')
+    return '\n'.join(lines)
+
+
+def _mean(xs):
+    return f'{sum(xs) / len(xs):+.2f}' if xs else '-'
+
+
+def judge_table(rows):
+    """The same QANN, neuron and T tuned under each judge, side by side:
+    tuned - untuned SNN and tuned SNN - QANN on the test split with their
+    95 % intervals, and per judge the verdict counts and the mean of each
+    difference; '' with fewer than two judges."""
+    judges = list(dict.fromkeys(r['judge'] for r in rows))
+    if len(judges) < 2:
+        return ''
+    by_run = {}
+    for r in rows:
+        key = (r['task'], r['metric'], r['bits'], r['T'], r['neuron'],
+               r['seed'])
+        by_run.setdefault(key, {})[r['judge']] = r
+    lines = ['| task, bits (T), neuron, seed | SNN before - QANN | ' +
+             ' | '.join(f'judge {j}: tuned - untuned; tuned - QANN'
+                        for j in judges) + ' |',
+             '|' + '---|' * (2 + len(judges))]
+    for (task, metric, b, t, neuron, seed), got in by_run.items():
+        first = next(iter(got.values()))
+        cells = []
+        for j in judges:
+            r = got.get(j)
+            cells.append('-' if r is None else
+                         f'{_ci(r.get("tuned_vs_untuned"))}; '
+                         f'{_ci(r.get("tuned_vs_qann"))} '
+                         f'({r["verdicts"]["run"]})')
+        before = first.get('intervals', {}).get('SNN before', {}).get(
+            'vs_qann')
+        lines.append(f'| {task} {metric}, {b}-bit (T={t}), {neuron}, seed '
+                     f'{seed} | {_ci(before)} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '| judge | runs | met / missed / undecided | mean tuned - '
+              'untuned | mean tuned - QANN | runs tuned below untuned '
+              '(interval below 0) |', '|---|---|---|---|---|---|']
+    for j in judges:
+        mine = [r for r in rows if r['judge'] == j]
+        v = [r['verdicts']['run'] for r in mine]
+        ups = [r['tuned_vs_untuned'][0] for r in mine
+               if r.get('tuned_vs_untuned')]
+        qs = [r['tuned_vs_qann'][0] for r in mine if r.get('tuned_vs_qann')]
+        below = sum(1 for r in mine if r.get('tuned_vs_untuned')
+                    and r['tuned_vs_untuned'][2] < 0)
+        lines.append(f'| {j} | {len(mine)} | {v.count("met")} / '
+                     f'{v.count("missed")} / {v.count("undecided")} | '
+                     f'{_mean(ups)} | {_mean(qs)} | {below} |')
     return '\n'.join(lines)
 
 
@@ -462,7 +567,9 @@ def plot(rows, path):
         for j, r in enumerate(runs):
             xs = [k for k in STAGES if k in r['stages']]
             style = '-' if r['bits'] == 2 else '--'
-            label = f'{r["bits"]}-bit seed {r["seed"]}'
+            label = f'{r["bits"]}-bit seed {r["seed"]}' + (
+                '' if (r.get('regime'), r.get('judge')) == DEFAULT_RUN
+                else f', {r["neuron"]} T={r["T"]}, {r["judge"]}')
             line, = ax.plot([STAGES.index(k) for k in xs],
                             [r['stages'][k] for k in xs], marker='o',
                             linestyle=style, label=label)
@@ -517,14 +624,32 @@ def main():
     p.add_argument('--other-family', metavar='DATA_ROOT',
                    help='also evaluate on the test split of this data root '
                    '(make_synthetic_voc.py ... --test-family other)')
+    p.add_argument('--regimes', nargs='+', default=[DEFAULT_RUN[0]],
+                   choices=list(REGIMES),
+                   help="SNN settings: 'signed' (T = 2^b - 1, the paper's), "
+                   "'unsigned' (same T), 'short' (signed, T = 2^(b-1)); "
+                   'the last two are where the SNN loses to its QANN')
+    p.add_argument('--judges', nargs='+', default=[DEFAULT_RUN[1]],
+                   choices=list(JUDGES),
+                   help='who keeps or reverts each stage '
+                   '(train_cfg.judge_on): a held-out slice of the training '
+                   "images, the val split's labels, or the val images' "
+                   'SNN-QANN output agreement (no labels); each judge is a '
+                   'fine-tuning run of its own from the same QANN')
+    p.add_argument('--test-root', metavar='DATA_ROOT',
+                   help='report on the test split of this data root (the '
+                   'same training and val images as data/synthetic_voc, '
+                   'more test images: make_synthetic_voc.py ... '
+                   '--num-test 1000 --test-seed S)')
     p.add_argument('--report-only', action='store_true',
                    help='write the table and plot from finished steps')
     args = p.parse_args()
     if args.jobs < 1:
         sys.exit(f'error: --jobs must be >= 1, got {args.jobs}')
     root = osp.abspath(args.work_dir)
-    test_list = osp.join(REPO, 'data/synthetic_voc/VOC2007/ImageSets/Main/'
-                         'test.txt')
+    test_root = args.test_root and osp.abspath(args.test_root)
+    test_list = osp.join(test_root or osp.join(REPO, 'data/synthetic_voc'),
+                         'VOC2007/ImageSets/Main/test.txt')
     val_list = test_list.replace('test.txt', 'val.txt')
     if not args.report_only and (
             not osp.isfile(test_list)
@@ -535,9 +660,10 @@ def main():
     os.makedirs(root, exist_ok=True)
     if not args.report_only:
         other = args.other_family and osp.abspath(args.other_family)
-        run(plan(root, args.tasks, args.bits, args.seeds, other), root,
-            args.jobs)
-    rows = collect(root, args.tasks, args.bits, args.seeds)
+        run(plan(root, args.tasks, args.bits, args.seeds, other,
+                 args.regimes, args.judges, test_root), root, args.jobs)
+    rows = collect(root, args.tasks, args.bits, args.seeds, args.regimes,
+                   args.judges)
     if not rows:
         sys.exit(f'error: no finished fine-tuning runs under {root}')
     text = table(rows)
@@ -545,6 +671,10 @@ def main():
     if other:
         text += ('\n\nThe other family of test images (tiled backgrounds, '
                  'stretched striped shapes):\n\n' + other)
+    judges = judge_table(rows)
+    if judges:
+        text += ('\n\nThe judges side by side (each a fine-tuning run '
+                 'of its own from the same QANN; test split):\n\n' + judges)
     print(text)
     with open(osp.join(root, 'protocol.md'), 'w') as f:
         f.write(text + '\n')

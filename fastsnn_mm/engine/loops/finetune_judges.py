@@ -96,3 +96,31 @@ class MetricJudge:
         metrics = self.evaluate(model)
         self.metric_key = pick_metric(metrics, self.metric_key)
         return float(metrics[self.metric_key])
+
+
+class AgreementJudge:
+    """How closely the SNN's outputs follow the QANN's on judging images
+    whose labels it never reads (higher is better: minus the MSE of the
+    time-averaged outputs against the QANN's, summed over outputs, mean
+    over batches and ranks; the QANN itself scores 0).
+
+    Why: a label-free judge can use images no one annotated (the val split
+    without its labels, or the deployment's own images), and it asks what
+    conversion promises, that the SNN computes its QANN, rather than a
+    task metric that a handful of images makes noisy.
+
+    Args:
+        qann: the frozen QANN the SNN is compared with.
+        inputs (list[Tensor]): preprocessed judging batches.
+    """
+
+    metric_key = 'agreement (-output MSE vs QANN)'
+
+    def __init__(self, qann, inputs):
+        self.qann = qann
+        self.inputs = inputs
+
+    def __call__(self, model):
+        if model is self.qann:
+            return 0.0
+        return -float(heldout_output_loss(model, self.qann, self.inputs))

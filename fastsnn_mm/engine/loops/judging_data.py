@@ -16,6 +16,10 @@ test) split, which no stage has seen.
 - ``'val'`` / ``'test'``: that split's dataloader and evaluator; with
   ``report_on`` the same split this is the old behaviour, kept for
   comparison (the report then says the split it reports also judged).
+- ``'val_agreement'``: the val split's images without their labels,
+  judged by how closely the SNN's outputs follow the QANN's
+  (:class:`~.finetune_judges.AgreementJudge`); what a user without
+  annotated held-out images can do.
 - a dict: a dataloader config of a split of its own (e.g. another
   ``ann_file``), evaluated with the val evaluator.
 """
@@ -27,7 +31,9 @@ from mmengine.registry import DATASETS
 
 from ...errors import BadArgumentError
 
-JUDGE_SOURCES = ('train_slice', 'val', 'test')
+JUDGE_SOURCES = ('train_slice', 'val', 'test', 'val_agreement')
+#: judges that read no labels: the SNN against its QANN
+LABEL_FREE = ('val_agreement',)
 REPORT_SPLITS = ('val', 'test')
 
 
@@ -162,6 +168,16 @@ def judging_source(runner, judge_on, train_loader, carved=None):
         loader = runner.build_dataloader(judge_on, seed=runner.seed)
         return (loader, _evaluator_for(runner, loader.dataset),
                 describe_split(judge_on, loader))
+    if judge_on in LABEL_FREE:
+        if runner.cfg.get('val_dataloader') is None:
+            raise BadArgumentError(
+                f"train_cfg.judge_on='{judge_on}' needs a val_dataloader in "
+                "the config (its images judge, its labels are not read): "
+                "add one, or set train_cfg.judge_on='train_slice'")
+        loader = runner.build_dataloader(runner.cfg.val_dataloader,
+                                         seed=runner.seed)
+        return loader, None, dict(describe_split('val', loader),
+                                  source=judge_on, labels=False)
     if not split_configured(runner, judge_on):
         if judge_on == 'val':  # as before: train batches, no metric
             return train_loader, None, describe_split('train', train_loader)
@@ -178,6 +194,8 @@ def describe_judging(judged):
     """'N images of the <split> split' (and how a slice was drawn)."""
     where = judged['source'] if judged['split'] is None else \
         f'the {judged["split"]} split'
+    if judged.get('labels') is False:
+        where += ' (labels not read: SNN-QANN output agreement)'
     seed = f', held out with seed {judged["seed"]}' if 'seed' in judged \
         else ''
     return f'{judged["images"]} images of {where}{seed}'

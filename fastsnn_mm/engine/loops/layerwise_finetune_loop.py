@@ -36,7 +36,7 @@ from mmengine.runner import BaseLoop
 
 from ...registry import LOOPS
 from ...utils.modules import unwrap_model
-from .finetune_judges import MetricJudge, layer_mismatch
+from .finetune_judges import AgreementJudge, MetricJudge, layer_mismatch
 from .finetune_progress import FinetuneProgress, find_resume_checkpoint
 from .finetune_report import (
     add_seconds,
@@ -48,7 +48,12 @@ from .finetune_settings import FinetuneSettings
 from .finetune_trainer import StageTrainer, preprocess
 from .group_stage import GroupStage, TuningSetup
 from .joint_stage import JointStage
-from .judging_data import carve_judging_slice, describe_judging, judging_source
+from .judging_data import (
+    LABEL_FREE,
+    carve_judging_slice,
+    describe_judging,
+    judging_source,
+)
 from .layer_groups import assign_layer_groups
 from .task_loss_stage import TaskLossStage
 
@@ -145,7 +150,7 @@ class LayerwiseFinetuneLoop(BaseLoop):
                 'before', pending, 'qann', qann)
             pending.reported_before = self._report_split(
                 'before', pending, 'before')
-        held, raw, judge = self._judging_data(model)
+        held, raw, judge = self._judging_data(model, qann)
         groups = self._groups(model, held)
         if saved is not None:
             progress = saved.progress
@@ -212,17 +217,19 @@ class LayerwiseFinetuneLoop(BaseLoop):
         keep_report(progress, label, records, seconds)
         return metrics
 
-    def _judging_data(self, model):
+    def _judging_data(self, model, qann):
         """(held-out inputs for the mismatch / MSE judge, the raw judging
-        batches, the task metric judge or None)."""
+        batches, the judge: task metric, SNN-QANN agreement or None)."""
         s = self.settings
         loader, evaluator, self.judged_on = judging_source(
             self.runner, s.judge_on, self.dataloader, self._carved)
         self.runner.logger.info(
             f'judging on {describe_judging(self.judged_on)}; reporting on '
             f'the {s.report_on} split ({s.report_note})')
-        n_metric = 0 if evaluator is None or s.metric_check == 'none' else (
-            math.inf if s.metric_batches is None else s.metric_batches)
+        label_free = s.judge_on in LABEL_FREE
+        n_metric = 0 if (evaluator is None and not label_free) or \
+            s.metric_check == 'none' else (
+                math.inf if s.metric_batches is None else s.metric_batches)
         raw = []
         for data in loader:
             if len(raw) >= max(s.heldout_batches, n_metric):
@@ -231,6 +238,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
         held = [preprocess(model, d) for d in raw[:s.heldout_batches]]
         if not n_metric:
             return held, raw, None
+        if label_free:
+            return held, raw, AgreementJudge(
+                qann, [preprocess(model, d) for d in raw])
         # all judging batches: evaluated at the dataset's size, as ValLoop
         size = len(loader.dataset) if n_metric == math.inf else None
         return held, raw, MetricJudge(evaluator, raw, size, s.metric_key)

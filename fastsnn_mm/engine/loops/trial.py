@@ -8,6 +8,7 @@ A :class:`Trial` remembers the values of the tensors a stage may change
 batches where there is one (kept unless it fell), else a held-out score
 (kept unless it rose).
 """
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -70,7 +71,8 @@ def keep_or_revert(trial: Trial, progress, measure: Optional[Callable],
     With ``measure`` (the task metric on the judging batches) and a metric
     on record in ``progress``: kept when the metric did not fall, and then
     recorded as the metric now. Otherwise, when held-out scores are given
-    (lower is better): kept unless ``score_after > score_before``. With
+    (lower is better): kept unless ``score_after > score_before``. A NaN
+    metric or score (weights blown up) counts as harm. With
     neither: kept. ``must_gain``: kept only if the change helped: the
     metric rose, or stayed while the score fell (no metric: the score
     fell).
@@ -79,15 +81,17 @@ def keep_or_revert(trial: Trial, progress, measure: Optional[Callable],
     score_fell = score_before is not None and score_after < score_before
     if measure is not None and before is not None:
         after = measure()
-        worse = not (after > before or (after == before and score_fell)) \
-            if must_gain else after < before
+        # a judge that measured NaN (weights blown up) saw harm
+        worse = math.isnan(after) or (
+            not (after > before or (after == before and score_fell))
+            if must_gain else after < before)
         if worse:
             trial.revert()
             return Verdict(False, 'task metric', before, after)
         progress.metric = after
         return Verdict(True, None, before, after)
     if score_before is not None and (
-            score_after > score_before or (must_gain and not score_fell)):
+            not score_after <= score_before or (must_gain and not score_fell)):
         trial.revert()
         return Verdict(False, 'held-out score', before, before)
     return Verdict(True, None, before, before)
