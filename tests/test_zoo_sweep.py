@@ -1,7 +1,12 @@
 """A fixed sample of the mm model zoo sweep
 (tools/analysis_tools/sweep_model_zoo.py): stock configs of the installed
 packages made Fast-SNNs the README way, with the outcome each must get."""
+import os.path as osp
+import sys
+import time
+
 import pytest
+from conftest import REPO
 
 from fastsnn_mm.analysis.zoo_sweep import (
     check_model_cfg,
@@ -49,3 +54,50 @@ def test_refusal_kinds_reads_the_refused_types():
            '  backbone.se.gate: Sigmoid -> a sigmoid gate ...\n'
            '  neck.norm: GroupNorm -> normalises ...')
     assert refusal_kinds(msg) == 'Sigmoid, GroupNorm'
+
+
+def _spin_or_sleep(spin):
+    def settle(*args, **kwargs):
+        if spin:
+            while True:  # CPU-bound until the limit interrupts it
+                sum(range(1000))
+        time.sleep(2.5)  # waits longer than the limit, on no CPU
+        raise ValueError('settled after sleeping')
+    return settle
+
+
+@pytest.mark.parametrize('spin', [True, False])
+def test_time_limit_counts_cpu_seconds(spin, monkeypatch, one_thread):
+    """The limit is CPU time: a check that burns it is cut short, one that
+    waits (a busy machine) is not."""
+    from fastsnn_mm.analysis import zoo_sweep
+    monkeypatch.setattr(zoo_sweep, 'settle_untrained', _spin_or_sleep(spin))
+    model = fast_snn_model_cfg(
+        'mmpretrain', _config('mmpretrain', 'resnet/resnet18_8xb32_in1k.py'))
+    # imports and registry set-up done first, outside the limit
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    MODELS.build(model)
+    started = time.process_time()
+    record = check_model_cfg('mmpretrain', model, timeout=2)
+    assert record['outcome'] == 'run failed', record
+    if spin:
+        assert record['detail'] == 'over 2 CPU s'
+        assert time.process_time() - started >= 1.8  # timer granularity
+    else:
+        assert 'settled after sleeping' in record['detail']
+
+
+def test_resumed_sweep_reuses_a_model_checked_before():
+    sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+    from sweep_model_zoo import reusable_results
+    records = [
+        dict(config='a.py', model='k1', outcome='checked equal',
+             detail='3 exact', seconds=4.0, path='/a.py'),
+        dict(config='b.py', model='k1', outcome='wrong', detail='x'),
+        dict(config='c.py', model='k2', outcome='conversion failed',
+             detail='over 60 s'),
+        dict(config='d.py', outcome='not covered', detail='FasterRCNN')]
+    got = reusable_results(records)
+    assert got == {'k1': dict(outcome='checked equal', detail='3 exact',
+                              seconds=4.0, checked_with='a.py')}

@@ -110,6 +110,24 @@ def interleaved(models):
     return dict(order)
 
 
+#: what a check adds to a config's record (copied to configs of its model)
+RESULT_FIELDS = ('outcome', 'detail', 'wrong_layers', 'outputs_rel_error',
+                 'where', 'seconds')
+
+
+def reusable_results(records):
+    """model key -> the result fields of the first record that checked it
+    (a time-out is not reused: it is tried again)."""
+    out = {}
+    for r in records:
+        key = r.get('model')
+        if key is None or key in out or 'over ' in r.get('detail', ''):
+            continue
+        out[key] = dict({k: r[k] for k in RESULT_FIELDS if k in r},
+                        checked_with=r.get('checked_with', r['config']))
+    return out
+
+
 def _work(job):
     pkg, model, timeout = job
     return check_model_cfg(pkg, model, timeout=timeout)
@@ -144,6 +162,13 @@ def main(argv=None):
                 continue
             pending.append(record)
             models.setdefault(record['model'], (pkg, model))
+        # a resumed sweep checks each model once: configs of a model
+        # checked before take its result (and say from which config)
+        checked = reusable_results(done.values())
+        for record in [r for r in pending if r['model'] in checked]:
+            pending.remove(record)
+            emit(dict(record, **checked[record['model']]))
+            models.pop(record['model'], None)
         print(f'\n[zoo sweep] {len(models)} distinct models to check',
               flush=True)
         models = interleaved(models)
