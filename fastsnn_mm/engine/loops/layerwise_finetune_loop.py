@@ -88,8 +88,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
         joint_lr (float | None): its starting learning rate (decays to 0
             over the stage); None: the optimizer's.
         judge_on (str | dict): where the judging images come from:
-            'train_slice' (default), 'val', 'test', or a dataloader config
-            (see :mod:`.judging_data`).
+            'train_slice' (default), 'val', 'test', 'val_agreement' (the
+            val images without labels, judged by SNN-QANN output
+            agreement), or a dataloader config (see :mod:`.judging_data`).
         judge_size (int | float): images of the training data held out to
             judge (a count, or a fraction in (0, 1)). Defaults to 0.2.
         judge_seed (int): seed of that draw. Defaults to 0.
