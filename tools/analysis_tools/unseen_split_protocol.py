@@ -551,28 +551,39 @@ def judge_table(rows):
 DIFF_TICKS = ('groups', 'joint', 'task', 'after: - QANN')
 
 
+#: line colour per judge in the plot
+JUDGE_COLOURS = {'train_slice': 'tab:blue', 'val': 'tab:orange',
+                 'val_agreement': 'tab:green'}
+
+
 def plot(rows, path):
-    """Upper panels: metric per stage; lower panels: each stage's
-    difference to the untuned SNN and, last, the tuned SNN's to the QANN,
-    with their 95 % paired bootstrap intervals, against -bar."""
+    """One column per task and SNN setting (neuron, T). Upper panels:
+    metric per stage; lower panels: each stage's difference to the untuned
+    SNN and, last, the tuned SNN's to the QANN, with their 95 % paired
+    bootstrap intervals, against -bar. Colour: the judge; line style: the
+    seed (and bit width)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    tasks = list(dict.fromkeys(r['task'] for r in rows))
-    fig = Figure(figsize=(4.2 * len(tasks), 6.4))
+    panels = list(dict.fromkeys(
+        (r['task'], r.get('neuron', 'signed'), r['T']) for r in rows))
+    styles = list(dict.fromkeys((r['bits'], r['seed']) for r in rows))
+    fig = Figure(figsize=(4.2 * len(panels), 6.8))
     FigureCanvasAgg(fig)
-    for i, task in enumerate(tasks):
-        ax = fig.add_subplot(2, len(tasks), i + 1)
-        low = fig.add_subplot(2, len(tasks), len(tasks) + i + 1)
-        runs = [r for r in rows if r['task'] == task]
+    for i, (task, neuron, t) in enumerate(panels):
+        ax = fig.add_subplot(2, len(panels), i + 1)
+        low = fig.add_subplot(2, len(panels), len(panels) + i + 1)
+        runs = [r for r in rows if (r['task'], r.get('neuron', 'signed'),
+                                    r['T']) == (task, neuron, t)]
         for j, r in enumerate(runs):
             xs = [k for k in STAGES if k in r['stages']]
-            style = '-' if r['bits'] == 2 else '--'
-            label = f'{r["bits"]}-bit seed {r["seed"]}' + (
-                '' if (r.get('regime'), r.get('judge')) == DEFAULT_RUN
-                else f', {r["neuron"]} T={r["T"]}, {r["judge"]}')
-            line, = ax.plot([STAGES.index(k) for k in xs],
-                            [r['stages'][k] for k in xs], marker='o',
-                            linestyle=style, label=label)
+            style = ('-', '--', ':', '-.')[
+                styles.index((r['bits'], r['seed'])) % 4]
+            judge = r.get('judge', DEFAULT_RUN[1])
+            label = f'{judge}, {r["bits"]}-bit seed {r["seed"]}'
+            colour = JUDGE_COLOURS.get(judge)
+            ax.plot([STAGES.index(k) for k in xs],
+                    [r['stages'][k] for k in xs], marker='o',
+                    linestyle=style, label=label, color=colour)
             ivs = r.get('intervals', {})
             got = [(x, ivs[k]['vs_untuned']) for x, k in
                    enumerate(DIFF_TICKS[:3])
@@ -586,14 +597,15 @@ def plot(rows, path):
             d = [g[1][0] for g in got]
             err = [[g[1][0] - g[1][1] for g in got],
                    [g[1][2] - g[1][0] for g in got]]
-            low.errorbar(x, d, yerr=err, fmt='o', capsize=3,
-                         color=line.get_color(), label=label)
+            low.errorbar(x, d, yerr=err, fmt='o', capsize=3, color=colour,
+                         label=label)
         ax.set_xticks(range(len(STAGES)))
         ax.set_xticklabels(STAGES, rotation=30, fontsize=8)
         metric = runs[0]['metric']
-        ax.set_title(f'{task}: {metric}, unseen test split', fontsize=9)
+        ax.set_title(f'{task}: {metric}, {neuron} IF, T={t}; test split',
+                     fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
         bar = TARGET[task]
         low.axhline(0.0, color='0.5', linewidth=0.8)
         low.axhline(-bar, color='r', linestyle=':', linewidth=1,
@@ -604,9 +616,9 @@ def plot(rows, path):
         low.set_title('tuned - untuned SNN, 95 % paired bootstrap CI '
                       '(points)', fontsize=9)
         low.grid(alpha=0.3)
-        low.legend(fontsize=7)
+        low.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main():
