@@ -86,8 +86,10 @@ def test_judge_table_sets_judges_side_by_side():
     summary = {line.split(' | ')[0]: line for line in text.splitlines()
                if line.startswith('| train_slice') or
                line.startswith('| val_agreement')}
-    assert summary['| train_slice'].endswith('| -0.60 | -2.00 | 1 |')
-    assert summary['| val_agreement'].endswith('| +0.30 | -2.00 | 0 |')
+    # seg bar 0.5: -0.60 points is -1.2 bars
+    assert summary['| train_slice'].endswith('| -0.60 | -2.00 | -1.20 | 1 |')
+    assert summary['| val_agreement'].endswith(
+        '| +0.30 | -2.00 | +0.60 | 0 |')
     assert protocol.judge_table(rows[:1]) == ''
 
 

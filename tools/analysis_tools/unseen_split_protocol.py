@@ -503,7 +503,8 @@ def judge_table(rows):
     """The same QANN, neuron and T tuned under each judge, side by side:
     tuned - untuned SNN and tuned SNN - QANN on the test split with their
     95 % intervals, and per judge the verdict counts and the mean of each
-    difference; '' with fewer than two judges."""
+    difference (also in units of each task's bar, so that top-1, mAP and
+    mIoU points weigh alike); '' with fewer than two judges."""
     judges = list(dict.fromkeys(r['judge'] for r in rows))
     if len(judges) < 2:
         return ''
@@ -530,8 +531,9 @@ def judge_table(rows):
         lines.append(f'| {task} {metric}, {b}-bit (T={t}), {neuron}, seed '
                      f'{seed} | {_ci(before)} | ' + ' | '.join(cells) + ' |')
     lines += ['', '| judge | runs | met / missed / undecided | mean tuned - '
-              'untuned | mean tuned - QANN | runs tuned below untuned '
-              '(interval below 0) |', '|---|---|---|---|---|---|']
+              'untuned | mean tuned - QANN | mean (tuned - untuned) / bar | '
+              'runs tuned below untuned (interval below 0) |',
+              '|---|---|---|---|---|---|---|']
     for j in judges:
         mine = [r for r in rows if r['judge'] == j]
         v = [r['verdicts']['run'] for r in mine]
@@ -540,9 +542,12 @@ def judge_table(rows):
         qs = [r['tuned_vs_qann'][0] for r in mine if r.get('tuned_vs_qann')]
         below = sum(1 for r in mine if r.get('tuned_vs_untuned')
                     and r['tuned_vs_untuned'][2] < 0)
+        per_bar = [r['tuned_vs_untuned'][0] / TARGET[r['task']]
+                   for r in mine if r.get('tuned_vs_untuned')]
         lines.append(f'| {j} | {len(mine)} | {v.count("met")} / '
                      f'{v.count("missed")} / {v.count("undecided")} | '
-                     f'{_mean(ups)} | {_mean(qs)} | {below} |')
+                     f'{_mean(ups)} | {_mean(qs)} | {_mean(per_bar)} | '
+                     f'{below} |')
     return '\n'.join(lines)
 
 
