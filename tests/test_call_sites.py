@@ -200,3 +200,43 @@ def test_sequential_repeating_a_module_gets_a_site_per_position():
     # a copy run on the same batch: the same sums
     assert torch.equal(copy.deepcopy(net)(x), net(x))  # routing survives
     assert not torch.equal(net(x), before)  # the second site's own clip
+
+
+class _ListedRelu(nn.Module):
+    """ERFNet's NonBottleneck1d in small: one ReLU object at three places
+    of a ModuleList and as an attribute, four calls per forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = nn.ReLU()
+        self.layers = nn.ModuleList([
+            nn.Conv2d(3, 4, 3, padding=1), self.act,
+            nn.Conv2d(4, 4, 3, padding=1), self.act,
+            nn.Conv2d(4, 4, 3, padding=1), self.act,
+            nn.Conv2d(4, 3, 3, padding=1)])
+
+    def forward(self, x):
+        out = x
+        for layer in self.layers:
+            out = layer(out)
+        return self.act(out)  # ERFNet adds its input first
+
+
+def test_relu_listed_at_several_places_is_quantized_at_every_place():
+    """Surgery replaces every place a module is registered at (mmseg's
+    ERFNet converted with a plain ReLU left at two of them), and each of
+    the four calls gets a site of its own."""
+    from fastsnn_mm.quantization import quantize_model
+    from fastsnn_mm.spiking.converter import find_unconvertible
+    model = quantize_model(_ListedRelu(), bits=3)
+    places = [model.act, model.layers[1], model.layers[3], model.layers[5]]
+    assert all(isinstance(p, QuantReLU) for p in places)
+    assert all(p is places[0] for p in places)  # shared stays shared
+    split = split_call_sites(model, lambda: model(torch.zeros(1, 3, 8, 8)))
+    assert split == {'act': 4}
+    assert all(p is model.act for p in (model.layers[1], model.layers[3],
+                                        model.layers[5]))
+    assert not find_unconvertible(model)
+    x = torch.rand(2, 3, 8, 8)
+    snn = convert_to_snn(model, timesteps=7)
+    assert snn(x).shape == x.shape

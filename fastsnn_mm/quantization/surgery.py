@@ -67,6 +67,7 @@ def _quantize_weights(model, cfg, skip):
         tail = [n for _, _, n, m in layers if isinstance(m, nn.Linear)] or \
             [n for _, _, n, _ in layers]
         first_last += tail[-1:]
+    made = {}  # a layer registered at several places: one quantized copy
     for parent, attr, name, layer in layers:
         if path_matches(name, skip):
             continue
@@ -74,9 +75,10 @@ def _quantize_weights(model, cfg, skip):
         if isinstance(layer, (QuantConv2d, QuantLinear)):
             layer.weight_quantizer.set_bits(b)
             continue
-        qcls = QuantConv2d if type(layer) in convs else QuantLinear
-        setattr(parent, attr,
-                qcls.from_float(layer, dict(cfg, bits=b)))
+        if id(layer) not in made:
+            qcls = QuantConv2d if type(layer) in convs else QuantLinear
+            made[id(layer)] = qcls.from_float(layer, dict(cfg, bits=b))
+        setattr(parent, attr, made[id(layer)])
 
 
 def quantize_model(model: nn.Module, bits: int, skip=(), alpha=None,

@@ -21,14 +21,26 @@ def path_matches(name: str, patterns: Iterable[str]) -> bool:
                for p in patterns)
 
 
-def children_outside(model, patterns: Iterable[str], prefix: str = ''):
-    """Yield ``(path, parent, attribute, child)`` for every submodule in
-    registration order (pre-order), leaving out the paths ``patterns``
-    match and everything below them: the walk a surgery takes when it
-    replaces children on their parents."""
-    for attr, child in model.named_children():
+def children_outside(model, patterns: Iterable[str], prefix: str = '',
+                     _entered=None):
+    """Yield ``(path, parent, attribute, child)`` for every place a
+    submodule is registered, in registration order (pre-order), leaving out
+    the paths ``patterns`` match and everything below them: the walk a
+    surgery takes when it replaces children on their parents.
+
+    Every slot of every parent's ``_modules`` is yielded, so a module
+    registered twice (ERFNet puts one ReLU object at three places of a
+    ``ModuleList`` and as ``act``) is seen at each place, where
+    ``named_children()`` would list it once and leave the others behind;
+    a module's own children are walked once, at its first place."""
+    entered = set() if _entered is None else _entered
+    for attr, child in model._modules.items():
+        if child is None:
+            continue
         path = f'{prefix}.{attr}' if prefix else attr
         if path_matches(path, patterns):
             continue
         yield path, model, attr, child
-        yield from children_outside(child, patterns, path)
+        if id(child) not in entered:
+            entered.add(id(child))
+            yield from children_outside(child, patterns, path, entered)
