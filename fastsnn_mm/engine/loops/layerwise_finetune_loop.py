@@ -239,9 +239,9 @@ class LayerwiseFinetuneLoop(BaseLoop):
         held = [preprocess(model, d) for d in raw[:s.heldout_batches]]
         if not n_metric:
             return held, raw, None
-        if label_free:
-            return held, raw, AgreementJudge(
-                qann, [preprocess(model, d) for d in raw])
+        if label_free:  # the held-out inputs are its first batches
+            rest = [preprocess(model, d) for d in raw[len(held):]]
+            return held, raw, AgreementJudge(qann, held + rest)
         # all judging batches: evaluated at the dataset's size, as ValLoop
         size = len(loader.dataset) if n_metric == math.inf else None
         return held, raw, MetricJudge(evaluator, raw, size, s.metric_key)
