@@ -93,6 +93,18 @@ def test_judge_table_sets_judges_side_by_side():
     assert protocol.judge_table(rows[:1]) == ''
 
 
+def test_missing_test_root_is_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/unseen_split_protocol.py',
+         '--test-root', str(tmp_path / 'nowhere'), '--work-dir',
+         str(tmp_path / 'w')], cwd=REPO, capture_output=True, text=True,
+        timeout=60)
+    assert run.returncode == 1 and 'Traceback' not in run.stderr
+    assert run.stderr.startswith(f'error: --test-root {tmp_path}/nowhere '
+                                 'has no test split of its own')
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
 def test_bad_jobs_is_one_line():
     run = subprocess.run(
         [sys.executable, 'tools/analysis_tools/unseen_split_protocol.py',

@@ -671,6 +671,12 @@ def main():
     if not args.report_only and (
             not osp.isfile(test_list)
             or open(test_list).read() == open(val_list).read()):
+        if test_root:
+            sys.exit(f'error: --test-root {args.test_root} has no test split '
+                     'of its own: write one with `python tools/'
+                     'dataset_converters/make_synthetic_voc.py --out '
+                     f'{args.test_root} --num-train 400 --num-val 100 '
+                     '--seed 0 --num-test 1000 --test-seed 3000`')
         sys.exit('error: data/synthetic_voc has no test split of its own: '
                  'run `make data` (it writes 200 test images from another '
                  'seed)')
