@@ -268,15 +268,25 @@ def main(argv=None):
                    help='T of the per-layer table (0: none)')
     p.add_argument('--layer-rounds', type=int, default=2)
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--malloc', choices=['keep-freed', 'glibc-default'],
+                   default='keep-freed',
+                   help="keep-freed: glibc reuses freed memory, as "
+                   "tools/test.py sets it (fastsnn_mm.utils.allocator); "
+                   "glibc-default: every large tensor faults its pages in "
+                   "anew. Process-wide: QANN and SNN rows share it")
     add_results_arg(p)
     args = p.parse_args(argv)
     kind = import_core()
+    from fastsnn_mm.utils.allocator import retain_freed_memory
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == 'keep-freed' and not retain_freed_memory():
+        args.malloc = 'glibc-default (no mallopt here)'
     env = dict(environment('cpu'), fastsnn_import=kind)
     net = args.net = make_net(args)
     setting = (f'QResNet-18 width {args.width}, {args.bits}-bit, weights '
-               f'{args.weight_bits or "float"}-bit, {args.size} px')
+               f'{args.weight_bits or "float"}-bit, {args.size} px, malloc '
+               f'{args.malloc}')
     with torch.no_grad():
         rows = time_rows(args, net)
         layers = layer_rows(args, net) if args.layers else None

@@ -17,6 +17,7 @@ from ..quantization.spiking_trace import check_spiking_calls
 from ..utils.modules import replace_modules
 from ..utils.patterns import path_matches
 from .fold_bn import fold_batchnorm
+from .inplace_bn import bn_in_place
 from .low_precision import (
     check_spike_dtype,
     resolve_spike_dtype,
@@ -246,6 +247,7 @@ def convert_to_snn(model, timesteps=None, neuron='signed', mode='folded',
     _bake_weights(model)
     if fold_bn:
         fold_batchnorm(model)
+    bn_in_place(model)  # the pairs not folded: same bits, less memory
     T = replace_quant_relus(model, timesteps, neuron)
     spike_dtype = resolve_spike_dtype(model, spike_dtype, allow_rounding)
     # checked above; from here on the run reads these, once made

@@ -93,6 +93,7 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
+
 def _take_state(new: nn.Module, old: nn.Module) -> nn.Module:
     """Give ``new`` (built on the meta device, so nothing is allocated)
     ``old``'s parameter and buffer objects and its train/eval mode."""
@@ -104,32 +105,47 @@ def _take_state(new: nn.Module, old: nn.Module) -> nn.Module:
     return new.train(old.training)
 
 
+#: BN classes that may sit after a conv in a pair: plain ones and those
+#: made for a pair (:mod:`.inplace_bn` adds its own), so that a model
+#: converted again pairs its BNs again
+PAIRABLE_BN = {nn.BatchNorm2d, FoldedBatchNorm2d}
+
+
 def _foldable(conv, bn) -> bool:
     return (type(conv) in (nn.Conv2d, FoldedConv2d)
-            and type(bn) in (nn.BatchNorm2d, FoldedBatchNorm2d)
+            and type(bn) in PAIRABLE_BN
             and bn.track_running_stats and bn.running_var is not None
             and bn.num_features == conv.out_channels)
 
 
-def conv_bn_pairs(model):
-    """[(conv, bn)] of every pair whose execution order is certain."""
-    pairs = []
+def conv_bn_slots(model):
+    """[(parent, conv name, BN name)] of every conv -> BN pair whose
+    execution order is certain: the BN reads the conv's output and nothing
+    else does (what folding the BN into the conv, or running it in place
+    on the conv's output, rests on)."""
+    slots = []
     for mod in model.modules():
         if isinstance(mod, nn.Sequential):
-            kids = list(mod)
-            pairs += [(a, b) for a, b in zip(kids, kids[1:])
-                      if _foldable(a, b)]
+            names = list(mod._modules)
+            slots += [(mod, a, b) for a, b in zip(names, names[1:])
+                      if _foldable(mod._modules[a], mod._modules[b])]
         order = getattr(mod, 'order', None)
         if getattr(mod, 'with_norm', False) and isinstance(order, tuple) \
                 and 'conv' in order and 'norm' in order \
                 and order.index('norm') == order.index('conv') + 1:
             if _foldable(mod.conv, mod.norm):
-                pairs.append((mod.conv, mod.norm))
+                slots.append((mod, 'conv', getattr(mod, 'norm_name', 'norm')))
         for conv_name, bn_name in getattr(mod, 'conv_bn_pairs', ()):
             conv, bn = getattr(mod, conv_name), getattr(mod, bn_name)
             if _foldable(conv, bn):
-                pairs.append((conv, bn))
-    return pairs
+                slots.append((mod, conv_name, bn_name))
+    return slots
+
+
+def conv_bn_pairs(model):
+    """[(conv, bn)] of every pair whose execution order is certain."""
+    return [(getattr(parent, c), getattr(parent, b))
+            for parent, c, b in conv_bn_slots(model)]
 
 
 def fold_batchnorm(model) -> int:

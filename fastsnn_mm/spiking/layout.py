@@ -57,3 +57,17 @@ def output_for(x, steps: int, like, constant: bool, inplace: bool):
     if inplace and not constant:
         return x.view(steps, *like.shape)
     return steps_like(like, steps)
+
+
+def channels_last_for_convs(x: torch.Tensor, constant: bool):
+    """A neuron's input as its spike-reading convs want the spikes laid
+    out: channels-last, which oneDNN's int8 and bfloat16 convolutions
+    answer in; given contiguous spikes they reorder them at every call,
+    and the residual add after mixes layouts (slower than either). Only
+    a ``constant`` input (one step, from layers that ran once: the stem
+    before the first neuron) is copied, 1/T of the spikes it makes; any
+    other input stays as it came."""
+    if constant and x.dim() == 4 and x.is_contiguous() and \
+            not x.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

@@ -40,6 +40,7 @@ from torch import nn
 
 from ..registry import MODELS
 from .functional import fold_time, if_folded, if_stateful
+from .layout import channels_last_for_convs
 from .rules import NEURON_RULES, SignedIF, UnsignedIF, as_rule
 from .spike_codes import attach, codes_of
 
@@ -130,6 +131,8 @@ class IFNeuron(nn.Module):
         theta = self.theta.to(device=x.device, dtype=x.dtype)
         inplace = self._write_over_input()
         codes = self.spike_codes
+        if codes is not None:  # read by a conv in a low precision
+            steps = channels_last_for_convs(steps, constant)
         if run.fresh:  # the whole run in this call
             out = if_folded(steps, theta, self.rule, constant,
                             run.timesteps, inplace, codes)

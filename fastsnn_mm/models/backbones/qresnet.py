@@ -53,7 +53,10 @@ class QBasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.act2(out + identity)
+        # in place, as mm's BasicBlock: BN's backward needs its input, not
+        # its output, and the SNN's T-folded sum needs no tensor of its own
+        out += identity
+        return self.act2(out)
 
 
 @MODELS.register_module()

@@ -23,6 +23,7 @@ import weakref
 from mmengine.logging import print_log
 from torch import nn
 
+from ..inplace_bn import InPlaceBatchNorm2d
 from ..run_state import neurons_of
 from .layers import FLOAT32
 
@@ -39,7 +40,8 @@ class SpikeTrace:
         #: BatchNorm layers left unfolded (``convert_to_snn(fold_bn=True)``
         #: folds them into their convs: the low-precision convs are fast,
         #: so BN is a large share of what is left)
-        self._unfolded_bn = sum(type(m) is nn.BatchNorm2d
+        self._unfolded_bn = sum(type(m) in (nn.BatchNorm2d,
+                                            InPlaceBatchNorm2d)
                                 for m in model.modules())
         self._handles = [n.register_forward_hook(self._note_output)
                          for n in neurons_of(model)]
