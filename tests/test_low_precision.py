@@ -493,7 +493,7 @@ def test_a_dtype_slower_than_float32_is_named_with_its_factor(
     said = log_of(fast_paths)
     for low_ms, named in ((3.0, True), (1.0, False)):
         monkeypatch.setattr(fast_paths, '_TIMED', set())
-        clock = iter([low_ms, 2.0] * 2)
+        clock = iter([low_ms, 2.0] * 3)
         monkeypatch.setattr(fast_paths, '_ms', lambda fn: next(clock))
         said.clear()
         net = _dyadic_(ConvNet())

@@ -89,7 +89,7 @@ def _ms(fn):
 
 def timed(device, spike_dtype) -> bool:
     """Whether :func:`time_once` ran for this device kind and dtype (a
-    layer asks before it makes the two calls to time)."""
+    layer asks before it makes the calls to time)."""
     return (torch.device(device).type, spike_dtype) in _TIMED
 
 
@@ -97,24 +97,25 @@ def time_once(device, spike_dtype, name, low, float32):
     """Once per process, device kind and spike dtype: time calls of a
     spike-reading layer in ``spike_dtype`` (``low``) against the same call
     in float32 (``float32``), after the trace's call paid for any set-up
-    (the faster of two calls each), and name the dtype in the log with the
-    factor when it ran more than :data:`SLOWER` times slower: a capability
-    check (:func:`slow_path_reason`) cannot see every slow kernel, a clock
-    can.
-    Returns the factor, or None when already timed."""
+    (the fastest of three calls each), and name the dtype in the log with
+    the factor when it ran more than :data:`SLOWER` times slower: a
+    capability check (:func:`slow_path_reason`) cannot see every slow
+    kernel, a clock can. Returns the factor, or None when already
+    timed."""
     key = (torch.device(device).type, spike_dtype)
     if key in _TIMED:
         return None
     _TIMED.add(key)
-    # two calls of each, interleaved, the faster of each pair: one call
-    # alone may pay for a primitive made for a new shape or for memory
-    # faulted in (1.8x for an int8 conv that runs at 0.3x, seen here)
-    lows, floats = zip(*((_ms(low), _ms(float32)) for _ in range(2)))
+    # three calls of each, interleaved, the fastest of each: the first
+    # calls may pay for a primitive made for a new shape or layout, or
+    # for memory faulted in (an int8 conv that runs at 0.3x float32 took
+    # 20x at its first two calls on a new layout, seen here)
+    lows, floats = zip(*((_ms(low), _ms(float32)) for _ in range(3)))
     factor = min(lows) / max(min(floats), 1e-6)
     if factor > SLOWER:
         print_log(f'FastSNN: spike_dtype={spike_dtype!r} on {key[0]} ran '
                   f'{factor:.2f}x the time of float32 on layer {name} '
-                  '(the faster of two calls each, timed once per '
+                  '(the fastest of three calls each, timed once per '
                   'process): expect the SNN to be slower than with '
                   'float32 spikes here; '
                   'spike_dtype=None keeps float32', logger='current',

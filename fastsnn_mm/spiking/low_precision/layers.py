@@ -106,13 +106,14 @@ class SpikeInput:
         if prepared is None:
             return self._float32(x)
         # the spikes as its neuron wrote them for it, or made by run()
-        out = run(self, x, prepared, codes_of(x, self.codes_form))
+        codes = codes_of(x, self.codes_form)
+        out = run(self, x, prepared, codes)
         # once per process, on a call of the run itself: the model's first
         # call (the trace; the runner's one-image sizing pass) is all
         # fixed costs and would name a fast dtype slow
         if not self._trace.active and not timed(x.device, self.spike_dtype):
             time_once(x.device, self.spike_dtype, self._trace.name_of(self),
-                      lambda: run(self, x, prepared),
+                      lambda: run(self, x, prepared, codes),
                       lambda: self._float32(x))
         return out
 
