@@ -446,6 +446,35 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     assert torch.equal(read_state_dict(path)[0]['w'], torch.ones(2))
 
 
+def test_a_stop_inside_torch_save_stays_a_stop(tmp_path):
+    """SIGTERM (a SystemExit, utils.launch.stop_on_sigterm) raised while
+    torch.save writes: its zip writer's clean-up then fails on the cut
+    stream ("unexpected pos"), and that RuntimeError, printed as a
+    traceback, hid the stop (a rank stopped mid-checkpoint, seen in
+    tests/test_killed_rank.py). The stop comes out; nothing is left."""
+    from fastsnn_mm.utils.atomic import atomic_write
+    path = str(tmp_path / 'progress.pth')
+
+    class Cut:
+        def __init__(self, f):
+            self.f, self.calls = f, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 3:
+                raise SystemExit(143)
+            return self.f.write(data)
+
+        def flush(self):
+            self.f.flush()
+
+    with pytest.raises(SystemExit) as stop:
+        atomic_write(path, lambda f: torch.save(
+            {'w': torch.ones(1000)}, Cut(f)))
+    assert stop.value.code == 143 and stop.value.__suppress_context__
+    assert os.listdir(tmp_path) == []
+
+
 # -- the tools: one line on stderr, no traceback ---------------------------
 CLS = 'configs/fastsnn_cls/qresnet_synthetic_cls_3bit.py'
 

@@ -31,10 +31,27 @@ def atomic_write(path: str, write, mode: str = 'wb') -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if osp.exists(tmp):
             os.unlink(tmp)
+        stop = _exit_behind(err)
+        if stop is not None and stop is not err:
+            # a SIGTERM (SystemExit) raised inside the writer's callback
+            # and the writer's own clean-up then failed on the cut stream
+            # (torch.save: "unexpected pos"): the stop is what happened
+            raise stop from None
         raise
+
+
+def _exit_behind(err: BaseException):
+    """The SystemExit ``err`` is, or was raised while handling, else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SystemExit):
+            return err
+        seen.add(id(err))
+        err = err.__context__
+    return None
 
 
 def _mode_for(path: str) -> int:
