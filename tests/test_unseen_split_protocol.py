@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+import protocol_report as report  # noqa: E402
 import unseen_split_protocol as protocol  # noqa: E402
 
 
@@ -76,9 +77,9 @@ def test_judge_table_sets_judges_side_by_side():
                  seed=0, judge=judge, tuned_vs_untuned=up,
                  tuned_vs_qann=[-2.0, -2.5, -1.5],
                  intervals={'SNN before': {'vs_qann': [-2.3, -2.8, -1.8]}})
-        r['verdicts'] = protocol.verdicts(r)
+        r['verdicts'] = report.verdicts(r)
         rows.append(r)
-    text = protocol.judge_table(rows)
+    text = report.judge_table(rows)
     first = text.splitlines()[2]
     assert first.startswith('| seg mIoU, 2-bit (T=3), unsigned, seed 0 | '
                             '-2.30 [-2.80, -1.80] |')
@@ -90,7 +91,7 @@ def test_judge_table_sets_judges_side_by_side():
     assert summary['| train_slice'].endswith('| -0.60 | -2.00 | -1.20 | 1 |')
     assert summary['| val_agreement'].endswith(
         '| +0.30 | -2.00 | +0.60 | 0 |')
-    assert protocol.judge_table(rows[:1]) == ''
+    assert report.judge_table(rows[:1]) == ''
 
 
 def test_missing_test_root_is_one_line(tmp_path):
@@ -137,8 +138,8 @@ def _row(task, vs_untuned, vs_qann):
 ])
 def test_verdict_is_three_valued(task, vs_untuned, vs_qann, want):
     row = _row(task, vs_untuned, vs_qann)
-    assert protocol.verdict(row) == want
-    text = protocol.verdict_text(row)
+    assert report.verdict(row) == want
+    text = report.verdict_text(row)
     assert text.split(':')[0] == want
     if want == 'missed':
         assert 'by more than' in text and 'straddles' not in text
@@ -146,7 +147,7 @@ def test_verdict_is_three_valued(task, vs_untuned, vs_qann, want):
 
 def test_verdict_bar_edge_is_met():
     """lo exactly at -bar: met (the bar is the largest drop accepted)."""
-    assert protocol.verdict(_row('det', [0.0, -0.5, 0.5],
+    assert report.verdict(_row('det', [0.0, -0.5, 0.5],
                                  [0.0, -0.5, 0.5])) == 'met'
 
 
@@ -209,7 +210,7 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     # after - QANN straddles -0.5: undecided, though its point is at -0.5
     assert r['verdicts'] == dict(vs_untuned='met', vs_qann='undecided',
                                  run='undecided')
-    text = protocol.table(rows)
+    text = report.table(rows)
     print(text)
     assert ('| 80.00 | 78.00 (-2.00 [-4.00, -0.10]) | 79.00 (+1.00 '
             '[-0.40, +2.00]) | - | 79.50 | +1.50 [-0.20, +3.00] | -0.50 '
@@ -220,7 +221,7 @@ def test_table_and_plot_from_finished_runs(tmp_path):
     assert '1000 resamples, seed 0' in text and '4.0 s testing the QANN' \
         in text
     json.dumps(rows)  # protocol.json carries the intervals as they are
-    protocol.plot(rows, osp.join(root, 'p.png'))
+    report.plot(rows, osp.join(root, 'p.png'))
     assert osp.getsize(osp.join(root, 'p.png')) > 0
 
 
