@@ -146,3 +146,137 @@ def test_stem_spikes_for_an_int8_conv_are_channels_last(monkeypatch):
     assert laid.is_contiguous(memory_format=torch.channels_last)
     assert not seen['out'].is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(laid, seen['out']) and torch.equal(out, ref)
+
+
+# -- BN left to the neuron after it (spiking/deferred_bn.py) ---------------
+
+def _deferrals(monkeypatch):
+    from fastsnn_mm.spiking import deferred_bn
+    made = []
+    defer = deferred_bn.defer
+
+    def spy(x, bn, factors):
+        made.append(factors[2])
+        return defer(x, bn, factors)
+    monkeypatch.setattr(deferred_bn, 'defer', spy)
+    return made
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(time_chunk=2),
+                                dict(mode='streaming')])
+@pytest.mark.parametrize('spike_dtype', [None, 'int8'])
+def test_neuron_applies_the_bn_before_it_with_the_same_bits(
+        monkeypatch, kw, spike_dtype):
+    """bn1 -> act1 (declared) and the stem's Sequential: the neuron's C
+    kernel applies those BNs in its own pass, as ATen computes them here;
+    the outputs are the plain model's bits, folded, chunked, streaming."""
+    from fastsnn_mm.spiking import kernel
+    if not kernel.available():
+        pytest.skip('the compiled IF kernel is not built')
+    net = _net(weight_bits=4 if spike_dtype else None)
+    x = torch.randn(3, 3, 16, 16)
+    snn = convert_to_snn(net, timesteps=5, spike_dtype=spike_dtype, **kw)
+    made = _deferrals(monkeypatch)
+    with torch.no_grad():
+        snn(x)  # the trace's call: hooks on the neurons, nothing left
+        out = snn(x)
+    # per pass: every block's bn1 (8) and the stem's BN (its neuron, fed
+    # a constant input, hands it back to ATen); a sizing pass may add one
+    assert made and len(made) % 9 == 0
+    monkeypatch.setattr(InPlaceBatchNorm2d, '_may_overwrite',
+                        lambda self, x: False)
+    with torch.no_grad():
+        ref = snn(x)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize('fma', [True, False])
+@pytest.mark.parametrize('channels, layout', [
+    (37, torch.channels_last), (5, torch.contiguous_format)])
+@pytest.mark.parametrize('signed', [True, False])
+def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed):
+    """The C kernel's BN mode gives what BN (the kernel's own arithmetic,
+    bn_apply) then the update give, codes too, folded and stateful."""
+    from fastsnn_mm.spiking import kernel
+    from fastsnn_mm.spiking.rules import neg_threshold
+    from fastsnn_mm.spiking.spike_codes import SHIFTED, SpikeCodes
+    if not kernel.available():
+        pytest.skip('the compiled IF kernel is not built')
+    g = torch.Generator().manual_seed(channels)
+    bn = nn.BatchNorm2d(channels).eval()
+    for t in (bn.weight.data, bn.bias.data, bn.running_mean):
+        t.copy_(torch.randn(channels, generator=g))
+    bn.running_var.copy_(torch.rand(channels, generator=g) + 0.1)
+    T, theta = 4, torch.tensor([0.75])
+    x = torch.randn(T * 2, channels, 5, 7, generator=g)
+    x = x.contiguous(memory_format=layout)
+    alpha, beta = kernel.bn_factors(bn, fma)
+    normed = kernel.bn_apply(x, alpha, beta, fma)
+    codes = SpikeCodes(SHIFTED, torch.uint8)
+    bound = (codes, codes.bits(0.75))
+    neg = neg_threshold(theta)
+    steps = x.view(T, 2, channels, 5, 7)
+    want = kernel.if_folded(normed.view(T, 2, channels, 5, 7), theta, signed,
+                            False, T, neg, False, bound)
+    got = kernel.if_folded(steps, theta, signed, False, T, neg, False, bound,
+                           bn=(alpha, beta, fma))
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    v = torch.full_like(x[:2], 0.375)
+    count = torch.zeros(v.shape, dtype=torch.int32)
+    v2, count2 = v.clone(memory_format=torch.preserve_format), count.clone()
+    a = kernel.if_stateful(v, count, normed.view(T, 2, channels, 5, 7),
+                           theta, signed, False, T, neg)
+    b = kernel.if_stateful(v2, count2, steps, theta, signed, False, T, neg,
+                           bn=(alpha, beta, fma))
+    assert torch.equal(a[0], b[0]) and torch.equal(v, v2)
+    assert torch.equal(count, count2)
+
+
+def test_a_hook_on_the_neuron_sees_the_bns_output(monkeypatch):
+    """A pre-hook on the neuron reads its input: the BN before it then
+    runs itself (nothing is left to the neuron), and the hook sees what a
+    plain BN gives."""
+    snn = convert_to_snn(_net(), timesteps=3)
+    act = snn.module.backbone.layer1[0].act1
+    seen = []
+    act.register_forward_pre_hook(lambda m, args: seen.append(
+        args[0].clone()))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        snn(x)
+        hooked = seen[-1]
+        monkeypatch.setattr(InPlaceBatchNorm2d, '_may_overwrite',
+                            lambda self, x: False)
+        snn(x)
+    assert torch.equal(hooked, seen[-1])
+
+
+def test_a_wrong_norm_act_declaration_is_an_error_not_a_wrong_answer():
+    """A module that declares bn -> act but changes the BN's output in
+    between: the neuron sees the change and refuses in one error naming
+    the declaration."""
+    from fastsnn_mm import QuantReLU
+
+    class Wrong(nn.Module):
+        conv_bn_pairs = (('conv', 'bn'), )
+        norm_act_pairs = (('bn', 'act'), )
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.act = QuantReLU(3, alpha=1.0)
+            self.act0 = QuantReLU(3, alpha=1.0)
+
+        def forward(self, x):
+            y = self.bn(self.conv(self.act0(x)))
+            y += 1  # not what norm_act_pairs promised
+            return self.act(y).mean((2, 3))
+
+    from fastsnn_mm.spiking import kernel
+    if not kernel.available():
+        pytest.skip('the compiled IF kernel is not built')
+    snn = convert_to_snn(randomised(Wrong()), timesteps=3)
+    with torch.no_grad(), pytest.raises(RuntimeError,
+                                        match='norm_act_pairs'):
+        snn(torch.randn(2, 3, 8, 8))

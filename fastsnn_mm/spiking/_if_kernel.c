@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define BLOCK 512           /* elements per stack block in folded mode */
@@ -46,6 +47,12 @@ typedef struct {
     void *codes;      /* [T, n] codes in the reader's dtype, or NULL */
     int code_bytes;   /* 1, 2 or 4 */
     uint32_t code_pos, code_zero, code_neg; /* spike +1, 0, -1 */
+    /* eval BN applied to the input first, x * alpha[c] + beta[c] (two
+     * roundings, as ATen's), or alpha NULL; the channel of element k of a
+     * step is (k / inner) % channels (inner 1: channels-last) */
+    const float *alpha, *beta;
+    int64_t channels, inner;
+    int bn_fma;       /* 1: fmaf(x, alpha, beta), one rounding */
 } job_t;
 
 static inline int32_t get_count(const void *c, int bytes, int64_t i) {
@@ -66,18 +73,18 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
  * (pos - neg) * theta. WRITE stores the reader's code (or nothing): one
  * loop per code width, so each stays a plain vectorisable loop. */
 #define SEL(UP, NEG) ((UP) > 0.0f ? cpos : (NEG) ? cneg : czero)
-#define IF_UNSIGNED_LOOP(SRC, DST, WRITE)                                 \
+#define IF_UNSIGNED_LOOP(LOAD, DST, WRITE)                                \
     for (int64_t k = 0; k < len; ++k) {                                   \
-        float vv = v[k] + (SRC)[k];                                       \
+        float vv = v[k] + (LOAD);                                         \
         float up = vv >= theta ? theta : 0.0f;                            \
         const int neg = 0;                                                \
         v[k] = vv - up;                                                   \
         (DST)[k] = up;                                                    \
         WRITE;                                                            \
     }
-#define IF_SIGNED_LOOP(SRC, DST, WRITE)                                   \
+#define IF_SIGNED_LOOP(LOAD, DST, WRITE)                                  \
     for (int64_t k = 0; k < len; ++k) {                                   \
-        float vv = v[k] + (SRC)[k];                                       \
+        float vv = v[k] + (LOAD);                                         \
         float up = vv >= theta ? theta : 0.0f;                            \
         vv = vv - up;                                                     \
         int neg = (vv < neg_thr) & (cnt[k] > 0.0f);                       \
@@ -87,29 +94,36 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
         (DST)[k] = up - down;                                             \
         WRITE;                                                            \
     }
-#define IF_LOOP(SRC, DST, WRITE)                                          \
-    if (j->is_signed) IF_SIGNED_LOOP(SRC, DST, WRITE)                     \
-    else IF_UNSIGNED_LOOP(SRC, DST, WRITE)
-#define IF_LOOP_CODED(SRC, DST)                                           \
-    if (c8) IF_LOOP(SRC, DST, c8[k] = (uint8_t)SEL(up, neg))              \
-    else if (c16) IF_LOOP(SRC, DST, c16[k] = (uint16_t)SEL(up, neg))      \
-    else if (c32) IF_LOOP(SRC, DST, c32[k] = SEL(up, neg))                \
-    else IF_LOOP(SRC, DST, (void)neg)
+#define IF_LOOP(LOAD, DST, WRITE)                                         \
+    if (j->is_signed) IF_SIGNED_LOOP(LOAD, DST, WRITE)                    \
+    else IF_UNSIGNED_LOOP(LOAD, DST, WRITE)
+/* LOAD: element k's input, an expression (read before DST[k] is written) */
+#define IF_LOOP_CODED(LOAD, DST)                                          \
+    if (c8) IF_LOOP(LOAD, DST, c8[k] = (uint8_t)SEL(up, neg))             \
+    else if (c16) IF_LOOP(LOAD, DST, c16[k] = (uint16_t)SEL(up, neg))     \
+    else if (c32) IF_LOOP(LOAD, DST, c32[k] = SEL(up, neg))               \
+    else IF_LOOP(LOAD, DST, (void)neg)
+/* the input through BN first (:mod:`deferred_bn`), one rounding or two */
+#define IF_LOOP_BN(SRC, DST)                                              \
+    if (j->bn_fma) IF_LOOP_CODED(fmaf((SRC)[k], a[k], b[k]), DST)         \
+    else IF_LOOP_CODED((SRC)[k] * a[k] + b[k], DST)
 
 /* One block of elements through all T steps; v/cnt point at its state.
  * Built for AVX-512 (x86-64-v4: with byte masks, the signed update and its
  * uint8 codes run at twice AVX2's speed), AVX2 and plain x86-64; the CPU
- * picks one at load time. No FMA anywhere (-ffp-contract=off), so every
- * build gives the same bits. */
+ * picks one at load time. No contracted FMA (-ffp-contract=off): only the
+ * explicit fmaf of a BN that ATen computes so, so every build gives the
+ * same bits. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #if __GNUC__ >= 12
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 __attribute__((target_clones("avx2", "default")))
 #endif
 #endif
 static void run_block(const job_t *j, int64_t i0, int64_t len,
-                      float *restrict v, float *restrict cnt) {
+                      float *restrict v, float *restrict cnt,
+                      const float *restrict a, const float *restrict b) {
     const float theta = j->theta, neg_thr = j->neg_thr;
     const uint32_t cpos = j->code_pos, czero = j->code_zero,
                    cneg = j->code_neg;
@@ -127,11 +141,13 @@ static void run_block(const job_t *j, int64_t i0, int64_t len,
         }
         if (in_place) {
             float *io = ot;
-            IF_LOOP_CODED(io, io)
+            if (a != NULL) IF_LOOP_BN(io, io)
+            else IF_LOOP_CODED(io[k], io)
         } else {
             const float *restrict xt = j->x + t * j->x_step + i0;
             float *restrict o = ot;
-            IF_LOOP_CODED(xt, o)
+            if (a != NULL) IF_LOOP_BN(xt, o)
+            else IF_LOOP_CODED(xt[k], o)
         }
     }
 }
@@ -140,9 +156,31 @@ static void *run_range(void *arg) {
     const job_t *j = (const job_t *)arg;
     /* the count is a small integer (|count| <= T), exact as a float; a float
      * block lets the compiler vectorise the signed update */
-    float v[BLOCK], cnt[BLOCK];
+    float v[BLOCK], cnt[BLOCK], a[BLOCK], b[BLOCK];
     for (int64_t i0 = j->begin; i0 < j->end; i0 += BLOCK) {
         int64_t len = j->end - i0 < BLOCK ? j->end - i0 : BLOCK;
+        if (j->alpha != NULL) { /* each element's BN factors, once a block */
+            int64_t c = (i0 / j->inner) % j->channels, p = i0 % j->inner;
+            for (int64_t k = 0; k < len;) { /* runs of one channel, or of */
+                int64_t run;               /* consecutive ones (inner 1) */
+                if (j->inner == 1) {
+                    run = j->channels - c < len - k ? j->channels - c
+                                                    : len - k;
+                    memcpy(a + k, j->alpha + c, sizeof(float) * (size_t)run);
+                    memcpy(b + k, j->beta + c, sizeof(float) * (size_t)run);
+                    c = 0;
+                } else {
+                    run = j->inner - p < len - k ? j->inner - p : len - k;
+                    for (int64_t r = 0; r < run; ++r) {
+                        a[k + r] = j->alpha[c];
+                        b[k + r] = j->beta[c];
+                    }
+                    p = 0;
+                    if (++c == j->channels) c = 0;
+                }
+                k += run;
+            }
+        }
         if (j->v == NULL) { /* folded: fresh state, theta/2 and count 0 */
             for (int64_t k = 0; k < len; ++k) v[k] = 0.5f * j->theta;
             for (int64_t k = 0; k < len; ++k) cnt[k] = 0.0f;
@@ -152,7 +190,7 @@ static void *run_range(void *arg) {
                 for (int64_t k = 0; k < len; ++k)
                     cnt[k] = (float)get_count(j->count, j->count_bytes, i0 + k);
         }
-        run_block(j, i0, len, v, cnt);
+        run_block(j, i0, len, v, cnt, j->alpha != NULL ? a : NULL, b);
         if (j->v != NULL) {
             memcpy(j->v + i0, v, sizeof(float) * (size_t)len);
             if (j->is_signed)
@@ -166,18 +204,26 @@ static void *run_range(void *arg) {
 
 /* if_run(x, out, v, count, count_bytes, n, x_step, T, theta, neg_thr,
  *        signed, threads, codes, code_bytes, code_pos, code_zero,
- *        code_neg): pointers are ints (0 = NULL). */
+ *        code_neg, alpha, beta, channels, inner, bn_fma): pointers are
+ *        ints (0 = NULL). */
 static PyObject *if_run(PyObject *self, PyObject *args) {
-    unsigned long long px, pout, pv, pc, pcodes;
+    unsigned long long px, pout, pv, pc, pcodes, palpha, pbeta;
     int count_bytes, T, is_signed, threads, code_bytes;
     unsigned int code_pos, code_zero, code_neg;
-    long long n, x_step;
+    long long n, x_step, channels, inner;
+    int bn_fma;
     float theta, neg_thr;
-    if (!PyArg_ParseTuple(args, "KKKKiLLiffpiKiIII", &px, &pout, &pv, &pc,
-                          &count_bytes, &n, &x_step, &T, &theta, &neg_thr,
-                          &is_signed, &threads, &pcodes, &code_bytes,
-                          &code_pos, &code_zero, &code_neg))
+    if (!PyArg_ParseTuple(args, "KKKKiLLiffpiKiIIIKKLLp", &px, &pout, &pv,
+                          &pc, &count_bytes, &n, &x_step, &T, &theta,
+                          &neg_thr, &is_signed, &threads, &pcodes,
+                          &code_bytes, &code_pos, &code_zero, &code_neg,
+                          &palpha, &pbeta, &channels, &inner, &bn_fma))
         return NULL;
+    if (palpha != 0 && (pbeta == 0 || channels < 1 || inner < 1)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "if_run: BN needs beta, channels >= 1, inner >= 1");
+        return NULL;
+    }
     if (n < 0 || T < 1 || (count_bytes != 1 && count_bytes != 4)) {
         PyErr_SetString(PyExc_ValueError, "if_run: bad n, T or count_bytes");
         return NULL;
@@ -199,7 +245,8 @@ static PyObject *if_run(PyObject *self, PyObject *args) {
                   (float *)(uintptr_t)pv, (void *)(uintptr_t)pc,
                   count_bytes, n, 0, n, x_step, T, is_signed, theta, neg_thr,
                   (void *)(uintptr_t)pcodes, code_bytes, code_pos, code_zero,
-                  code_neg};
+                  code_neg, (const float *)(uintptr_t)palpha,
+                  (const float *)(uintptr_t)pbeta, channels, inner, bn_fma};
     int64_t work = n * (int64_t)T;
     int nt = threads < 1 ? 1 : threads;
     if (nt > 64) nt = 64;
@@ -235,9 +282,64 @@ static PyObject *if_run(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* bn_factors(mean, var, weight, bias, eps, alpha, beta, channels, fma):
+ * an eval BN's per-channel factors as ATen forms them, alpha = invstd *
+ * weight and beta = bias - mean * alpha (fma: that in one rounding, as a
+ * compiler contracts it); weight / bias 0 = none. */
+static PyObject *bn_factors(PyObject *self, PyObject *args) {
+    unsigned long long pm, pv, pw, pb, pa, pbeta;
+    float eps;
+    long long channels;
+    int fma;
+    if (!PyArg_ParseTuple(args, "KKKKfKKLp", &pm, &pv, &pw, &pb, &eps, &pa,
+                          &pbeta, &channels, &fma))
+        return NULL;
+    const float *mean = (const float *)(uintptr_t)pm;
+    const float *var = (const float *)(uintptr_t)pv;
+    const float *w = (const float *)(uintptr_t)pw;
+    const float *b = (const float *)(uintptr_t)pb;
+    float *alpha = (float *)(uintptr_t)pa, *beta = (float *)(uintptr_t)pbeta;
+    for (long long c = 0; c < channels; ++c) {
+        float invstd = 1.0f / sqrtf(var[c] + eps);
+        alpha[c] = w ? invstd * w[c] : invstd;
+        float bias = b ? b[c] : 0.0f;
+        beta[c] = fma ? fmaf(-mean[c], alpha[c], bias)
+                      : bias - mean[c] * alpha[c];
+    }
+    Py_RETURN_NONE;
+}
+
+/* bn_apply(x, out, n, alpha, beta, channels, inner, fma): out = the BN of
+ * if_run's BN mode over n elements, the same arithmetic. */
+static PyObject *bn_apply(PyObject *self, PyObject *args) {
+    unsigned long long px, pout, pa, pb;
+    long long n, channels, inner;
+    int fma;
+    if (!PyArg_ParseTuple(args, "KKLKKLLp", &px, &pout, &n, &pa, &pb,
+                          &channels, &inner, &fma))
+        return NULL;
+    if (channels < 1 || inner < 1) {
+        PyErr_SetString(PyExc_ValueError, "bn_apply: channels, inner >= 1");
+        return NULL;
+    }
+    const float *x = (const float *)(uintptr_t)px;
+    const float *a = (const float *)(uintptr_t)pa;
+    const float *b = (const float *)(uintptr_t)pb;
+    float *out = (float *)(uintptr_t)pout;
+    for (long long i = 0; i < n; ++i) {
+        long long c = (i / inner) % channels;
+        out[i] = fma ? fmaf(x[i], a[c], b[c]) : x[i] * a[c] + b[c];
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"if_run", if_run, METH_VARARGS,
      "Fused IF update over T steps on raw float32 buffers (+ reader codes)."},
+    {"bn_factors", bn_factors, METH_VARARGS,
+     "An eval BN's per-channel factors, formed as ATen forms them."},
+    {"bn_apply", bn_apply, METH_VARARGS,
+     "x * alpha + beta per channel, as if_run's BN mode computes it."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_if_kernel",

@@ -134,12 +134,33 @@ def conv_bn_slots(model):
                 and 'conv' in order and 'norm' in order \
                 and order.index('norm') == order.index('conv') + 1:
             if _foldable(mod.conv, mod.norm):
-                slots.append((mod, 'conv', getattr(mod, 'norm_name', 'norm')))
+                slots.append((mod, 'conv',
+                              getattr(mod, 'norm_name', 'norm')))
         for conv_name, bn_name in getattr(mod, 'conv_bn_pairs', ()):
             conv, bn = getattr(mod, conv_name), getattr(mod, bn_name)
             if _foldable(conv, bn):
                 slots.append((mod, conv_name, bn_name))
     return slots
+
+
+def norm_act_slots(model):
+    """[(parent, BN name, activation name)] of every BN whose output goes
+    to the activation right after it and nowhere else, for certain:
+    neighbours in a plain ``nn.Sequential`` (a subclass may override
+    ``forward``), and the pairs a module declares in ``norm_act_pairs``
+    (attribute names; what its forward promises). Not mmcv's
+    ``ConvModule``: ``forward(x, activate=False)`` skips its act."""
+    slots = []
+    for mod in model.modules():
+        if type(mod) is nn.Sequential:
+            names = list(mod._modules)
+            slots += [(mod, a, b) for a, b in zip(names, names[1:])
+                      if isinstance(mod._modules[a], nn.BatchNorm2d)]
+        for bn_name, act_name in getattr(mod, 'norm_act_pairs', ()):
+            slots.append((mod, bn_name, act_name))
+    return [(p, b, a) for p, b, a in slots
+            if isinstance(p._modules.get(b), nn.BatchNorm2d)
+            and p._modules.get(a) is not None]
 
 
 def conv_bn_pairs(model):

@@ -125,7 +125,7 @@ def _with_codes(backend, codes, theta):
 
 
 def if_folded(x, theta, rule, constant: bool, timesteps: int,
-              inplace: bool = False, codes=None):
+              inplace: bool = False, codes=None, bn=None):
     """All T steps of ``rule`` from a fresh state: spike * theta,
     [T, ...].
 
@@ -135,32 +135,43 @@ def if_folded(x, theta, rule, constant: bool, timesteps: int,
     ``codes`` (:class:`.spike_codes.SpikeCodes`): a fused backend also
     writes the spikes in that form and hangs them on the output
     (:func:`.spike_codes.codes_of`); the reference loop does not.
+    ``bn`` ((alpha, beta), :mod:`.deferred_bn`): the C kernel applies an
+    eval BN to ``x`` first (the caller makes sure it is the one to run).
     """
     rule = as_rule(rule)
     backend = backend_for(x, theta, rule=rule)
+    extra = {} if bn is None else dict(bn=_for_c(backend, bn))
     if backend == 'reference':
         return if_loop(x, theta, rule, constant, timesteps) * theta
     bound = _with_codes(backend, codes, theta)
     out, values = _fused(backend).if_folded(
         walkable(x, constant), theta, rule.fused_signed, constant,
-        timesteps, neg_threshold(theta), inplace, bound)
+        timesteps, neg_threshold(theta), inplace, bound, **extra)
     return out if values is None else attach(out, codes, values)
 
 
+def _for_c(backend, bn):
+    if backend != 'c':
+        raise RuntimeError(f'a BN left to the neuron, but the {backend} '
+                           'update runs: only the C kernel applies one')
+    return bn
+
+
 def if_stateful(v, count, x, theta, rule, constant: bool, steps: int,
-                inplace: bool = False, codes=None):
+                inplace: bool = False, codes=None, bn=None):
     """``steps`` steps of ``rule`` on the persistent state ``v``/``count``
-    (updated in place): spike * theta, [steps, ...]. ``x`` and ``codes``
-    as in :func:`if_folded`."""
+    (updated in place): spike * theta, [steps, ...]. ``x``, ``codes`` and
+    ``bn`` as in :func:`if_folded`."""
     rule = as_rule(rule)
     # the count lives beside ``v``
     backend = backend_for(x, v, theta, rule=rule)
+    extra = {} if bn is None else dict(bn=_for_c(backend, bn))
     if backend != 'reference':
         bound = _with_codes(backend, codes, theta)
         out, values = _fused(backend).if_stateful(
             v, count, walkable(x, constant, v), theta,
             rule.fused_signed, constant, steps, neg_threshold(theta),
-            inplace, bound)
+            inplace, bound, **extra)
         return out if values is None else attach(out, codes, values)
     out = x.new_empty((steps, *v.shape))
     for t in range(steps):

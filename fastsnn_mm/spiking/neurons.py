@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from ..registry import MODELS
-from .functional import fold_time, if_folded, if_stateful
+from . import deferred_bn
+from .functional import backend_for, fold_time, if_folded, if_stateful
 from .layout import channels_last_for_convs
 from .rules import NEURON_RULES, SignedIF, UnsignedIF, as_rule
 from .spike_codes import attach, codes_of
@@ -126,21 +127,27 @@ class IFNeuron(nn.Module):
             raise RuntimeError(
                 f'{type(self).__name__} called outside a timestep runner: '
                 'use the converted model (convert_to_snn) to run it')
+        owed = deferred_bn.take(x)  # a BN before it left its work here
         steps, constant = run.view(x)  # the run's steps and batch
         # a no-op once the model was moved with .to(); no host sync
         theta = self.theta.to(device=x.device, dtype=x.dtype)
+        if owed is not None and (constant or backend_for(
+                steps, theta, rule=self.rule) != 'c'):
+            owed.run(x)  # in place, before anything reads x
+            owed = None
+        bn = None if owed is None else owed.factors
         inplace = self._write_over_input()
         codes = self.spike_codes
         if codes is not None:  # read by a conv in a low precision
             steps = channels_last_for_convs(steps, constant)
         if run.fresh:  # the whole run in this call
             out = if_folded(steps, theta, self.rule, constant,
-                            run.timesteps, inplace, codes)
+                            run.timesteps, inplace, codes, bn)
         else:  # state carries over to the next call (streaming, chunks)
             v, count = run.state(self, steps if constant else steps[0],
                                  theta)
             out = if_stateful(v, count, steps, theta, self.rule, constant,
-                              run.steps, inplace, codes)
+                              run.steps, inplace, codes, bn)
         folded = fold_time(out)
         values = None if codes is None else codes_of(out, codes)
         return folded if values is None else \

@@ -26,6 +26,9 @@ class QBasicBlock(nn.Module):
 
     #: conv -> BN pairs that forward runs back to back (the SNN folds them)
     conv_bn_pairs = (('conv1', 'bn1'), ('conv2', 'bn2'))
+    #: BN -> activation pairs, the BN's output read by nothing else (the
+    #: SNN's neuron applies that BN in its own pass)
+    norm_act_pairs = (('bn1', 'act1'), )
 
     def __init__(self, in_ch, out_ch, stride, dilation, norm_cfg, act_cfg,
                  avg_down=False):
