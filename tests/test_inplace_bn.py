@@ -180,9 +180,10 @@ def test_neuron_applies_the_bn_before_it_with_the_same_bits(
     with torch.no_grad():
         snn(x)  # the trace's call: hooks on the neurons, nothing left
         out = snn(x)
-    # per pass: every block's bn1 (8) and the stem's BN (its neuron, fed
-    # a constant input, hands it back to ATen); a sizing pass may add one
-    assert made and len(made) % 9 == 0
+    # per pass: every block's bn1 and bn2 (8 + 8; bn2 with the shortcut's
+    # sum) and the stem's BN (its neuron, fed a constant input, hands it
+    # back to ATen); a sizing pass may add one
+    assert made and len(made) % 17 == 0
     monkeypatch.setattr(InPlaceBatchNorm2d, '_may_overwrite',
                         lambda self, x: False)
     with torch.no_grad():
@@ -190,13 +191,16 @@ def test_neuron_applies_the_bn_before_it_with_the_same_bits(
     assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize('residual', [False, True])
 @pytest.mark.parametrize('fma', [True, False])
 @pytest.mark.parametrize('channels, layout', [
     (37, torch.channels_last), (5, torch.contiguous_format)])
 @pytest.mark.parametrize('signed', [True, False])
-def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed):
+def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed,
+                                          residual):
     """The C kernel's BN mode gives what BN (the kernel's own arithmetic,
-    bn_apply) then the update give, codes too, folded and stateful."""
+    bn_apply), a residual sum, then the update give, codes too, folded
+    and stateful."""
     from fastsnn_mm.spiking import kernel
     from fastsnn_mm.spiking.rules import neg_threshold
     from fastsnn_mm.spiking.spike_codes import SHIFTED, SpikeCodes
@@ -212,6 +216,12 @@ def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed):
     x = x.contiguous(memory_format=layout)
     alpha, beta = kernel.bn_factors(bn, fma)
     normed = kernel.bn_apply(x, alpha, beta, fma)
+    res = None
+    if residual:
+        res = torch.randn(x.shape, generator=g).contiguous(
+            memory_format=layout)
+        normed = normed + res
+    args = (alpha, beta, fma, res)
     codes = SpikeCodes(SHIFTED, torch.uint8)
     bound = (codes, codes.bits(0.75))
     neg = neg_threshold(theta)
@@ -219,7 +229,7 @@ def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed):
     want = kernel.if_folded(normed.view(T, 2, channels, 5, 7), theta, signed,
                             False, T, neg, False, bound)
     got = kernel.if_folded(steps, theta, signed, False, T, neg, False, bound,
-                           bn=(alpha, beta, fma))
+                           bn=args)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     v = torch.full_like(x[:2], 0.375)
     count = torch.zeros(v.shape, dtype=torch.int32)
@@ -227,7 +237,7 @@ def test_kernel_bn_mode_is_bn_then_update(fma, channels, layout, signed):
     a = kernel.if_stateful(v, count, normed.view(T, 2, channels, 5, 7),
                            theta, signed, False, T, neg)
     b = kernel.if_stateful(v2, count2, steps, theta, signed, False, T, neg,
-                           bn=(alpha, beta, fma))
+                           bn=args)
     assert torch.equal(a[0], b[0]) and torch.equal(v, v2)
     assert torch.equal(count, count2)
 
@@ -280,3 +290,26 @@ def test_a_wrong_norm_act_declaration_is_an_error_not_a_wrong_answer():
     with torch.no_grad(), pytest.raises(RuntimeError,
                                         match='norm_act_pairs'):
         snn(torch.randn(2, 3, 8, 8))
+
+
+def test_a_sum_in_another_layout_runs_the_bn_first():
+    """deferred_bn.add_: the shortcut laid out otherwise than the BN's
+    input cannot be left to the kernel: BN runs, then the sum, as plain."""
+    from fastsnn_mm.spiking import deferred_bn, kernel
+    if not kernel.available():
+        pytest.skip('the compiled IF kernel is not built')
+    g = torch.Generator().manual_seed(3)
+    bn = InPlaceBatchNorm2d.sharing(nn.BatchNorm2d(6), nn.Module(), 'c')
+    bn.running_mean.copy_(torch.randn(6, generator=g))
+    bn.eval()
+    x = torch.randn(4, 6, 5, 5, generator=g).contiguous(
+        memory_format=torch.channels_last)
+    other = torch.randn(4, 6, 5, 5, generator=g)  # contiguous
+    with torch.no_grad():
+        want = nn.functional.batch_norm(
+            x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+            False, 0.0, bn.eps) + other
+        factors = kernel.bn_factors(bn, True) + (True, )
+        out = deferred_bn.add_(deferred_bn.defer(x, bn, factors), other)
+    assert out is x and deferred_bn.take(out) is None
+    assert torch.equal(out, want)

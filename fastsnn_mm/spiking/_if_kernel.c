@@ -53,6 +53,7 @@ typedef struct {
     const float *alpha, *beta;
     int64_t channels, inner;
     int bn_fma;       /* 1: fmaf(x, alpha, beta), one rounding */
+    const float *res; /* added after BN (a residual), laid out as x; NULL */
 } job_t;
 
 static inline int32_t get_count(const void *c, int bytes, int64_t i) {
@@ -105,7 +106,11 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
     else IF_LOOP(LOAD, DST, (void)neg)
 /* the input through BN first (:mod:`deferred_bn`), one rounding or two */
 #define IF_LOOP_BN(SRC, DST)                                              \
-    if (j->bn_fma) IF_LOOP_CODED(fmaf((SRC)[k], a[k], b[k]), DST)         \
+    if (rt != NULL) {                                                     \
+        if (j->bn_fma)                                                    \
+            IF_LOOP_CODED(fmaf((SRC)[k], a[k], b[k]) + rt[k], DST)        \
+        else IF_LOOP_CODED(((SRC)[k] * a[k] + b[k]) + rt[k], DST)         \
+    } else if (j->bn_fma) IF_LOOP_CODED(fmaf((SRC)[k], a[k], b[k]), DST)  \
     else IF_LOOP_CODED((SRC)[k] * a[k] + b[k], DST)
 
 /* One block of elements through all T steps; v/cnt point at its state.
@@ -139,6 +144,7 @@ static void run_block(const job_t *j, int64_t i0, int64_t len,
             else if (j->code_bytes == 2) c16 = (uint16_t *)j->codes + at;
             else c32 = (uint32_t *)j->codes + at;
         }
+        const float *rt = j->res == NULL ? NULL : j->res + t * j->x_step + i0;
         if (in_place) {
             float *io = ot;
             if (a != NULL) IF_LOOP_BN(io, io)
@@ -204,21 +210,26 @@ static void *run_range(void *arg) {
 
 /* if_run(x, out, v, count, count_bytes, n, x_step, T, theta, neg_thr,
  *        signed, threads, codes, code_bytes, code_pos, code_zero,
- *        code_neg, alpha, beta, channels, inner, bn_fma): pointers are
- *        ints (0 = NULL). */
+ *        code_neg, alpha, beta, channels, inner, bn_fma, res): pointers
+ *        are ints (0 = NULL). */
 static PyObject *if_run(PyObject *self, PyObject *args) {
-    unsigned long long px, pout, pv, pc, pcodes, palpha, pbeta;
+    unsigned long long px, pout, pv, pc, pcodes, palpha, pbeta, pres;
     int count_bytes, T, is_signed, threads, code_bytes;
     unsigned int code_pos, code_zero, code_neg;
     long long n, x_step, channels, inner;
     int bn_fma;
     float theta, neg_thr;
-    if (!PyArg_ParseTuple(args, "KKKKiLLiffpiKiIIIKKLLp", &px, &pout, &pv,
+    if (!PyArg_ParseTuple(args, "KKKKiLLiffpiKiIIIKKLLpK", &px, &pout, &pv,
                           &pc, &count_bytes, &n, &x_step, &T, &theta,
                           &neg_thr, &is_signed, &threads, &pcodes,
                           &code_bytes, &code_pos, &code_zero, &code_neg,
-                          &palpha, &pbeta, &channels, &inner, &bn_fma))
+                          &palpha, &pbeta, &channels, &inner, &bn_fma,
+                          &pres))
         return NULL;
+    if (pres != 0 && palpha == 0) {
+        PyErr_SetString(PyExc_ValueError, "if_run: a residual needs the BN");
+        return NULL;
+    }
     if (palpha != 0 && (pbeta == 0 || channels < 1 || inner < 1)) {
         PyErr_SetString(PyExc_ValueError,
                         "if_run: BN needs beta, channels >= 1, inner >= 1");
@@ -246,7 +257,8 @@ static PyObject *if_run(PyObject *self, PyObject *args) {
                   count_bytes, n, 0, n, x_step, T, is_signed, theta, neg_thr,
                   (void *)(uintptr_t)pcodes, code_bytes, code_pos, code_zero,
                   code_neg, (const float *)(uintptr_t)palpha,
-                  (const float *)(uintptr_t)pbeta, channels, inner, bn_fma};
+                  (const float *)(uintptr_t)pbeta, channels, inner, bn_fma,
+                  (const float *)(uintptr_t)pres};
     int64_t work = n * (int64_t)T;
     int nt = threads < 1 ? 1 : threads;
     if (nt > 64) nt = 64;

@@ -1,4 +1,5 @@
-"""A BN whose arithmetic the neuron after it does, in its own pass.
+"""A BN (and a residual sum after it) whose arithmetic the neuron after it
+does, in its own pass.
 
 An eval BN followed for certain by a neuron (declared ``norm_act_pairs``,
 ``nn.Sequential`` neighbours, an mmcv ``ConvModule`` whose ``act`` comes
@@ -13,8 +14,11 @@ on the conv's output and returns it unchanged; the neuron takes it
 factors are ATen's own: checked once per BN and parameter version against
 ATen's BN on part of the real input, bit for bit, or the BN runs itself.
 Wherever the kernel cannot take it (another backend, a constant input,
-autograd), the neuron has the BN run in place first (:meth:`Deferred.run`)
-and goes on as if nothing had been deferred.
+autograd, a residual in another layout or a state carried over), the neuron
+has the BN (and the sum) run in place first (:meth:`Deferred.run`) and goes
+on as if nothing had been deferred. A residual block adds its shortcut
+with :func:`add_`: the sum too is then the neuron's, after the BN's output
+as ATen rounds it.
 """
 from typing import Optional
 
@@ -24,14 +28,40 @@ _ATTR = '_fastsnn_deferred_bn'
 
 
 class Deferred:
-    """An eval BN owed to ``x``: ``run()`` it (ATen, in place), or hand
-    ``factors`` ((alpha, beta), float32 [C]) to the kernel."""
+    """An eval BN owed to ``x``, and a residual to add after it (left by
+    :func:`add_`): ``run()`` them (ATen, in place), or hand
+    :meth:`kernel_args` to the kernel."""
 
     def __init__(self, bn, factors):
-        self.bn, self.factors = bn, factors
+        self.bn, self.factors, self.residual = bn, factors, None
 
     def run(self, x: torch.Tensor) -> None:
         self.bn.normalize_(x)
+        if self.residual is not None:
+            x += self.residual
+
+    def kernel_args(self):
+        """(alpha, beta, fma, residual): :func:`..kernel._bn_args`."""
+        return (*self.factors, self.residual)
+
+
+def add_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``out += other``, where ``out`` may carry a deferred BN: then the
+    sum is left to the neuron as well (when ``other`` is laid out as
+    ``out``), or the BN runs first. A residual block writes its sum with
+    this (QResNet's ``bn2 -> + identity -> act2``)."""
+    held = getattr(out, _ATTR, None)
+    if held is not None and held[1] == out._version and \
+            held[0].residual is None and other is not out and \
+            other.shape == out.shape and other.stride() == out.stride() \
+            and other.dtype == out.dtype and other.device == out.device:
+        held[0].residual = other
+        return out
+    owed = take(out)
+    if owed is not None:
+        owed.run(out)
+    out += other
+    return out
 
 
 def defer(x: torch.Tensor, bn, factors) -> torch.Tensor:

@@ -59,16 +59,18 @@ def _code_args(codes, like, steps):
 
 
 def _bn_args(bn, like):
-    """The kernel's five BN arguments: (alpha, beta, channels, inner, fma)
-    for ``bn`` ((alpha, beta, fma): float32 [C] CPU tensors, applied as
-    x * alpha + beta, with ``fma`` in one rounding, before the update),
+    """The kernel's six BN arguments: (alpha, beta, channels, inner, fma,
+    residual) for ``bn`` ((alpha, beta, fma, residual): float32 [C] CPU
+    tensors applied as x * alpha + beta, with ``fma`` in one rounding,
+    then + residual (None, or laid out as the input), before the update),
     walked in ``like``'s layout (one step, [B, C, H, W], contiguous or
     channels-last), or none."""
     if bn is None:
-        return (0, 0, 1, 1, False)
-    alpha, beta, fma = bn
+        return (0, 0, 1, 1, False, 0)
+    alpha, beta, fma, residual = bn
     channels, inner = channel_walk(like)
-    return (alpha.data_ptr(), beta.data_ptr(), channels, inner, fma)
+    return (alpha.data_ptr(), beta.data_ptr(), channels, inner, fma,
+            0 if residual is None else residual.data_ptr())
 
 
 def channel_walk(like):

@@ -41,7 +41,7 @@ from torch import nn
 from ..registry import MODELS
 from . import deferred_bn
 from .functional import backend_for, fold_time, if_folded, if_stateful
-from .layout import channels_last_for_convs
+from .layout import channels_last_for_convs, step_major
 from .rules import NEURON_RULES, SignedIF, UnsignedIF, as_rule
 from .spike_codes import attach, codes_of
 
@@ -131,11 +131,12 @@ class IFNeuron(nn.Module):
         steps, constant = run.view(x)  # the run's steps and batch
         # a no-op once the model was moved with .to(); no host sync
         theta = self.theta.to(device=x.device, dtype=x.dtype)
-        if owed is not None and (constant or backend_for(
-                steps, theta, rule=self.rule) != 'c'):
+        if owed is not None and not self._kernel_takes(owed, x, steps,
+                                                       constant, theta,
+                                                       run.fresh):
             owed.run(x)  # in place, before anything reads x
             owed = None
-        bn = None if owed is None else owed.factors
+        bn = None if owed is None else owed.kernel_args()
         inplace = self._write_over_input()
         codes = self.spike_codes
         if codes is not None:  # read by a conv in a low precision
@@ -152,6 +153,17 @@ class IFNeuron(nn.Module):
         values = None if codes is None else codes_of(out, codes)
         return folded if values is None else \
             attach(folded, codes, fold_time(values))
+
+    def _kernel_takes(self, owed, x, steps, constant, theta, fresh):
+        """Whether the C kernel applies the BN (and residual) left to this
+        call (:mod:`.deferred_bn`): steps that vary, the C update, and a
+        residual only in a whole-run call on steps laid out one after
+        another, as the residual is."""
+        if constant or backend_for(steps, theta, rule=self.rule) != 'c':
+            return False
+        res = owed.residual
+        return res is None or (fresh and step_major(steps)
+                               and res.stride() == x.stride())
 
     def _write_over_input(self) -> bool:
         # a hook may read the input after forward (statistics, fine-tuning)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ...registry import MODELS
+from ...spiking import deferred_bn
 from ._layers import (
     DEFAULT_INIT,
     StagedBackbone,
@@ -26,9 +27,10 @@ class QBasicBlock(nn.Module):
 
     #: conv -> BN pairs that forward runs back to back (the SNN folds them)
     conv_bn_pairs = (('conv1', 'bn1'), ('conv2', 'bn2'))
-    #: BN -> activation pairs, the BN's output read by nothing else (the
-    #: SNN's neuron applies that BN in its own pass)
-    norm_act_pairs = (('bn1', 'act1'), )
+    #: BN -> activation pairs, the BN's output read by nothing else, or
+    #: only through ``deferred_bn.add_`` (the SNN's neuron applies that
+    #: BN, and the sum, in its own pass)
+    norm_act_pairs = (('bn1', 'act1'), ('bn2', 'act2'))
 
     def __init__(self, in_ch, out_ch, stride, dilation, norm_cfg, act_cfg,
                  avg_down=False):
@@ -56,10 +58,9 @@ class QBasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        # in place, as mm's BasicBlock: BN's backward needs its input, not
-        # its output, and the SNN's T-folded sum needs no tensor of its own
-        out += identity
-        return self.act2(out)
+        # in place, as mm's BasicBlock (BN's backward needs its input, not
+        # its output); in the SNN the neuron may do BN and sum in its pass
+        return self.act2(deferred_bn.add_(out, identity))
 
 
 @MODELS.register_module()
