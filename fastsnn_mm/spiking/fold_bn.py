@@ -4,10 +4,12 @@ In the SNN every conv and BN runs on T steps' worth of data; a BN folded
 into its conv's weight and bias saves one elementwise pass and one tensor
 per step. With float32 spikes that is 3-4 % of the SNN's time
 (``benchmarks/bench_snn.py --layers 7``, no gain above the noise); with a
-low-precision ``spike_dtype`` the convs are several times faster and BN,
-even in place on their outputs (:mod:`.inplace_bn`), is a sixth of the run
-(``benchmarks/bench_spike_dtype.py --fold-bn int8``: 0.22 -> 0.18 x T QANN
-passes at T = 7). Folding rounds differently from conv then BN, so it
+low-precision ``spike_dtype`` the convs are several times faster, and a
+BN that runs on its own (in place, :mod:`.inplace_bn`) was a sixth of a
+QResNet-18 run in int8. Where the neuron after a BN applies it in its own
+pass (:mod:`.deferred_bn`: QResNet's blocks and stem) folding saves
+nothing more (``benchmarks/bench_spike_dtype.py --fold-bn int8``: 0.19
+either way at T = 7). Folding rounds differently from conv then BN, so it
 stays opt-in; the low-precision trace's log line suggests it.
 
 Folding is done at run time, not by rewriting parameters: the checkpoint

@@ -5,14 +5,10 @@ its conv for certain (:func:`.fold_bn.conv_bn_slots`: the BN is the only
 reader of that output), it may write its result over the conv's output
 instead of into a new tensor: the same ATen kernel, the same bits, one
 tensor fewer per layer and call, and the neuron after it (which writes
-over its own input) keeps working in the same memory. On QResNet-18 at
-T = 7 with int8 spikes, this, the stem's spikes laid out channels-last,
-the residual add in place and the neuron kernel's AVX-512 build took the
-time outside the convs from 104.5 to 69.6 ms
-(``benchmarks/bench_spike_dtype.py``, before and after, back to back;
-README, "Spikes in low precision"). Unlike folding BN into the conv
-(:mod:`.fold_bn`, opt-in) nothing rounds differently, so it is on in
-every converted model.
+over its own input) keeps working in the same memory. Unlike folding BN
+into the conv (:mod:`.fold_bn`, opt-in) nothing rounds differently, so it
+is on in every converted model (what it saves: README, "Spikes in low
+precision").
 
 Where its output goes to a neuron and nowhere else, for certain
 (:func:`.fold_bn.norm_act_slots`: declared ``norm_act_pairs``, plain

@@ -121,8 +121,9 @@ class SpikeTrace:
         if self._unfolded_bn and reading:
             line += (f'; {self._unfolded_bn} BatchNorm layers run on their '
                      'own: fold_bn=True folds those it can pair with a '
-                     'conv (a sixth of a QResNet-18 SNN\'s time in int8, '
-                     'benchmarks/bench_spike_dtype.py --fold-bn)')
+                     'conv, a pass saved for each the neuron after it does '
+                     'not apply in its own (benchmarks/bench_spike_dtype.py '
+                     '--fold-bn)')
         return line
 
     def __getstate__(self):
