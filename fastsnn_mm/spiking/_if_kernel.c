@@ -47,9 +47,10 @@ typedef struct {
     void *codes;      /* [T, n] codes in the reader's dtype, or NULL */
     int code_bytes;   /* 1, 2 or 4 */
     uint32_t code_pos, code_zero, code_neg; /* spike +1, 0, -1 */
-    /* eval BN applied to the input first, x * alpha[c] + beta[c] (two
-     * roundings, as ATen's), or alpha NULL; the channel of element k of a
-     * step is (k / inner) % channels (inner 1: channels-last) */
+    /* eval BN applied to the input first, x * alpha[c] + beta[c] in one
+     * rounding (bn_fma) or two, as ATen rounds it on this CPU; alpha NULL:
+     * none. The channel of element k of a step is (k / inner) % channels
+     * (inner 1: channels-last) */
     const float *alpha, *beta;
     int64_t channels, inner;
     int bn_fma;       /* 1: fmaf(x, alpha, beta), one rounding */
@@ -115,8 +116,8 @@ static inline void set_count(void *c, int bytes, int64_t i, int32_t val) {
 
 /* One block of elements through all T steps; v/cnt point at its state.
  * Built for AVX-512 (x86-64-v4: with byte masks, the signed update and its
- * uint8 codes run at twice AVX2's speed), AVX2 and plain x86-64; the CPU
- * picks one at load time. No contracted FMA (-ffp-contract=off): only the
+ * uint8 codes ran at twice AVX2's speed in a one-off timing), AVX2 + FMA
+ * (x86-64-v3) and plain x86-64; the CPU picks one at load time. No contracted FMA (-ffp-contract=off): only the
  * explicit fmaf of a BN that ATen computes so, so every build gives the
  * same bits. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)

@@ -73,7 +73,7 @@ class InPlaceBatchNorm2d(nn.BatchNorm2d):
         return x
 
     def _neuron_can_apply(self, x):
-        """(alpha, beta) when the neuron after it (``_act_slot``, set for
+        """(alpha, beta, fma) when the neuron after it (``_act_slot``, set for
         certain pairs: :func:`.fold_bn.norm_act_slots`) may apply this BN
         in its own pass (:mod:`.deferred_bn`): a neuron in a run, no hook
         on it, float32, and factors giving ATen's bits; else None."""
